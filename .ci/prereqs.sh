@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# System tools the local services need. Installs kcat with apt-get when running as root (CI);
+# otherwise says exactly what to install. Never skips silently.
+set -euo pipefail
+missing=()
+need() { command -v "$1" >/dev/null 2>&1 || missing+=("$1: $2"); }
+need python3 "Python 3.11+"
+need java "Java 17 (Debian: apt-get install openjdk-17-jre-headless)"
+need mvn "Maven 3.8+ (Debian: apt-get install maven)"
+need go "Go 1.24+ (https://go.dev/dl)"
+if ! command -v kcat >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing kcat (Debian package) ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+  else
+    missing+=("kcat: the benchmark baseline (Debian/Ubuntu: sudo apt-get install kcat; macOS: brew install kcat)")
+  fi
+fi
+java_major=$(java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]}' || true)
+if [ -n "${java_major:-}" ] && [ "$java_major" -lt 17 ]; then missing+=("java: Kafka 4 needs Java 17+, found $java_major"); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "missing prerequisites:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 1
+fi

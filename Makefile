@@ -1,0 +1,77 @@
+# stockpipe: one command to set up, one to run the pipeline, one to test it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CACHE ?= $(HOME)/.cache/stockpipe
+UV_VERSION := 0.13.8
+UV_HOME := $(CACHE)/uv-$(UV_VERSION)
+UV := $(UV_HOME)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_CACHE_DIR := $(CACHE)/uv
+export STOCKPIPE_CACHE_DIR := $(CACHE)
+PYTEST_ARGS ?=
+
+.PHONY: help setup prereqs demo test test-unit test-integration lint fmt bench chaos services-up services-down services-status clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv $(UV_HOME)
+	$(UV_HOME)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Re-syncs only when the lock or the project metadata changed.
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	touch $@
+
+prereqs:  ## check/install the system tools: Java 17, Maven, Go, kcat
+	@bash .ci/prereqs.sh
+
+setup: prereqs $(VENV)/.synced  ## install pinned Python deps into .venv; fetch/build Kafka, MinIO, helm, kubeconform once
+	@$(BIN)/stockpipe services prefetch
+
+demo: setup  ## run the pipeline end to end on one machine (local Kafka, MinIO, DuckDB; no credentials)
+	$(BIN)/stockpipe demo
+
+test: setup  ## every test: unit, then integration against real local services
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+
+lint: $(VENV)/.synced  ## ruff, mypy (strict on jobs/), sqlfluff on dbt/, yamllint
+	$(BIN)/ruff check jobs tests dags
+	$(BIN)/ruff format --check jobs tests dags
+	$(BIN)/mypy
+	@if compgen -G "dbt/models/**/*.sql" >/dev/null || compgen -G "dbt/models/*/*.sql" >/dev/null; then \
+		$(BIN)/sqlfluff lint dbt --processes 2; else echo "sqlfluff: no dbt models yet"; fi
+	$(BIN)/yamllint -s .
+
+fmt: $(VENV)/.synced  ## format the Python code
+	$(BIN)/ruff format jobs tests dags
+	$(BIN)/ruff check --fix jobs tests dags
+
+bench: setup  ## benchmarks, written to .bench/*.json
+	$(BIN)/stockpipe bench all --out .bench
+
+chaos: setup  ## fault scenarios for exactly-once, written to .bench/chaos.json
+	$(BIN)/stockpipe bench chaos --out .bench
+
+services-up: setup  ## start local Kafka, MinIO and the Finnhub/Slack stand-ins in the background
+	$(BIN)/stockpipe services up
+	$(BIN)/stockpipe services status
+
+services-down:  ## stop them
+	$(BIN)/stockpipe services down
+
+services-status:
+	$(BIN)/stockpipe services status
+
+clean:  ## remove the venv and local state (the download cache stays)
+	-$(BIN)/stockpipe services down
+	rm -rf $(VENV) .lake .warehouse .bench .pytest_cache .mypy_cache .ruff_cache

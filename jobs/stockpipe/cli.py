@@ -1,0 +1,20 @@
+"""The `stockpipe` command: one entry point per workload (each a thin wrapper over its stage)."""
+
+from __future__ import annotations
+
+import typer
+
+from stockpipe.demo import demo_command
+from stockpipe.localservices.cli import services_app
+from stockpipe.marketdata.cli import calendar_command
+
+app = typer.Typer(
+    help="stockpipe: US stock market data pipeline.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+app.add_typer(services_app, name="services")
+app.command("calendar")(calendar_command)
+app.command("demo")(demo_command)
+
+
+if __name__ == "__main__":
+    app()

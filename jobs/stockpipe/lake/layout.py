@@ -1,0 +1,70 @@
+"""Object names in the lake (the same under file:// and s3://).
+
+Stream data:  raw/<dataset>/dt=YYYY-MM-DD/<topic>+<partition>+<first_offset:020d>+<last_offset:020d>.parquet
+Batch data:   raw/daily_bars/dt=YYYY-MM-DD/<symbol>.parquet
+The same input always gives the same name, so a retry overwrites and never duplicates.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+RAW = "raw"
+DAILY_BARS = "daily_bars"
+_STREAM_FILE = re.compile(r"^(?P<topic>[^+/]+)\+(?P<partition>\d+)\+(?P<first>\d{20})\+(?P<last>\d{20})\.parquet$")
+_DT_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True, order=True)
+class StreamObject:
+    """One stream file: records first..last (inclusive) of one topic partition."""
+
+    dataset: str
+    dt: date
+    topic: str
+    partition: int
+    first_offset: int
+    last_offset: int
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{RAW}/{self.dataset}/dt={self.dt.isoformat()}/"
+            f"{self.topic}+{self.partition}+{self.first_offset:020d}+{self.last_offset:020d}.parquet"
+        )
+
+    @classmethod
+    def parse(cls, key: str) -> StreamObject | None:
+        parts = key.strip("/").split("/")
+        if len(parts) < 4 or parts[-4] != RAW:
+            return None
+        dt_match, file_match = _DT_DIR.match(parts[-2]), _STREAM_FILE.match(parts[-1])
+        if not dt_match or not file_match:
+            return None
+        return cls(
+            dataset=parts[-3],
+            dt=date.fromisoformat(dt_match.group(1)),
+            topic=file_match["topic"],
+            partition=int(file_match["partition"]),
+            first_offset=int(file_match["first"]),
+            last_offset=int(file_match["last"]),
+        )
+
+
+def dataset_prefix(dataset: str) -> str:
+    return f"{RAW}/{dataset}"
+
+
+def dt_prefix(dataset: str, dt: date) -> str:
+    return f"{RAW}/{dataset}/dt={dt.isoformat()}"
+
+
+def parse_dt_dir(name: str) -> date | None:
+    match = _DT_DIR.match(name.rstrip("/").rsplit("/", 1)[-1])
+    return date.fromisoformat(match.group(1)) if match else None
+
+
+def daily_bar_key(day: date, symbol: str) -> str:
+    return f"{RAW}/{DAILY_BARS}/dt={day.isoformat()}/{symbol}.parquet"

@@ -1,0 +1,100 @@
+"""The lake behind fsspec: a local directory (file://) or any S3 endpoint (s3://, MinIO included).
+
+Writes are atomic: locally a temporary file renamed into place; on S3 a single PUT (or a completed
+multipart upload), which S3 publishes whole. No reader ever sees half an object.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from stockpipe.settings import LakeSettings
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str  # relative to the lake root
+    size: int
+    etag: str  # S3's ETag, or mtime-size for local files: changes whenever the content does
+
+
+class Lake:
+    def __init__(self, settings: LakeSettings) -> None:
+        self.settings = settings
+        self.url = settings.url
+        if settings.url.startswith("s3://"):
+            self.fs: Any = fsspec.filesystem(
+                "s3",
+                key=settings.access_key.get_secret_value() if settings.access_key else None,
+                secret=settings.secret_key.get_secret_value() if settings.secret_key else None,
+                endpoint_url=settings.s3_endpoint_url,
+                client_kwargs={"region_name": settings.region},
+                skip_instance_cache=True,
+                use_listings_cache=False,
+            )
+            self.root = settings.url.removeprefix("s3://").rstrip("/")
+            self.is_local = False
+        else:
+            self.fs = fsspec.filesystem("file")
+            self.root = str(Path(settings.url.removeprefix("file://")).resolve())
+            Path(self.root).mkdir(parents=True, exist_ok=True)
+            self.is_local = True
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key.lstrip('/')}"
+
+    def uri(self, key: str) -> str:
+        return f"{'file://' if self.is_local else 's3://'}{self.path(key)}"
+
+    def key_of(self, path: str) -> str:
+        return path.removeprefix(self.root).lstrip("/")
+
+    def write_atomic(self, key: str, data: bytes) -> None:
+        target = self.path(key)
+        if self.is_local:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            tmp = f"{target}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())  # durable before the offsets that depend on it are committed
+            os.replace(tmp, target)
+        else:
+            self.fs.pipe_file(target, data)
+
+    def read(self, key: str) -> bytes:
+        data: bytes = self.fs.cat_file(self.path(key))
+        return data
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.path(key)))
+
+    def delete(self, key: str) -> None:
+        self.fs.rm_file(self.path(key))
+
+    def listdir(self, prefix: str) -> list[str]:
+        """Immediate children (files and 'directories') of a prefix, as keys; empty if absent."""
+        try:
+            entries = self.fs.ls(self.path(prefix), detail=False)
+        except FileNotFoundError:
+            return []
+        return sorted(self.key_of(e) for e in entries)
+
+    def walk(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under a prefix with its size and etag, in key order; skips in-flight temporaries."""
+        try:
+            found = self.fs.find(self.path(prefix), detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in sorted(found.items()):
+            if path.endswith(".tmp") or info.get("type") == "directory":
+                continue
+            etag = info.get("ETag") or info.get("etag") or f"{info.get('mtime', info.get('created', 0))}-{info['size']}"
+            yield ObjectInfo(key=self.key_of(path), size=int(info["size"]), etag=str(etag).strip('"'))

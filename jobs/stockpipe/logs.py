@@ -1,0 +1,73 @@
+"""JSON logs on stderr with secrets redacted, for every workload."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+# Finnhub (and other HTTP APIs) carry the key in the query string; never let it reach a log line.
+_SECRET_QUERY = re.compile(r"(?i)((?:token|apikey|api_key|key|password|secret)=)[^&\s\"']+")
+_registered_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that it is masked wherever it would be logged."""
+    if value and len(value) >= 4:
+        _registered_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    text = _SECRET_QUERY.sub(r"\1***", text)
+    for secret in _registered_secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+class JsonFormatter(logging.Formatter):
+    _std = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in self._std and not key.startswith("_"):
+                payload[key] = value
+        if record.exc_info:
+            payload["exc"] = self.formatException(record.exc_info)
+        return redact(json.dumps(payload, default=str))
+
+
+class RedactingFilter(logging.Filter):
+    """Masks secrets in records that other formatters (rich, Airflow) render."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(str(record.msg))
+        if record.args:
+            record.args = tuple(redact(str(a)) for a in record.args) if isinstance(record.args, tuple) else record.args
+        return True
+
+
+def setup_logging(level: str = "INFO", json_logs: bool | None = None) -> None:
+    """JSON when not on a terminal (pods, CI), plain text on a terminal."""
+    if json_logs is None:
+        json_logs = not sys.stderr.isatty()
+    handler = logging.StreamHandler(sys.stderr)
+    if json_logs:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # Libraries that log full request URLs (with the Finnhub token) at DEBUG.
+    for noisy in ("urllib3", "botocore", "s3fs", "aiobotocore", "fsspec"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))

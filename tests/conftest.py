@@ -1,0 +1,70 @@
+"""Shared fixtures: real local services on free loopback ports, started once per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stockpipe.localservices.finnhub_standin import FinnhubStandin
+from stockpipe.localservices.kafka import KafkaBroker
+from stockpipe.localservices.minio import MinioServer
+from stockpipe.localservices.process import free_port
+from stockpipe.localservices.slack_standin import SlackWebhookStandin
+from stockpipe.settings import LakeSettings
+
+FREE_TOKEN = "free-test-token-0001"
+PREMIUM_TOKEN = "premium-test-token-0001"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/integration use real services; everything else is a unit test."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "integration" in parts:
+            item.add_marker(pytest.mark.integration)
+        elif "unit" in parts or "chart" in parts:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), free_port(), free_port())
+    record = broker.start()
+    yield broker
+    KafkaBroker.stop(record)
+
+
+@pytest.fixture(scope="session")
+def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    server = MinioServer(tmp_path_factory.mktemp("minio"), free_port(), free_port())
+    record = server.start()
+    yield server
+    MinioServer.stop(record)
+
+
+@pytest.fixture
+def s3_lake(minio_server: MinioServer, request: pytest.FixtureRequest) -> LakeSettings:
+    """A lake on the local MinIO, under a prefix of its own for each test."""
+    prefix = request.node.name.replace("[", "_").replace("]", "_")[:60]
+    return LakeSettings(
+        url=f"s3://{minio_server.bucket}/{prefix}",
+        s3_endpoint_url=minio_server.endpoint,
+        access_key=minio_server.access_key,  # type: ignore[arg-type]
+        secret_key=minio_server.secret_key,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def finnhub_standin() -> Iterator[FinnhubStandin]:
+    with FinnhubStandin(free_tokens=[FREE_TOKEN], premium_tokens=[PREMIUM_TOKEN]) as standin:
+        assert isinstance(standin, FinnhubStandin)
+        yield standin
+
+
+@pytest.fixture
+def slack_standin() -> Iterator[SlackWebhookStandin]:
+    with SlackWebhookStandin() as standin:
+        assert isinstance(standin, SlackWebhookStandin)
+        yield standin
