@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from stockpipe.contracts.messages import TIMESTAMP
 
-DAILY_BAR_SCHEMA = pa.schema(
+_FIELDS: list[pa.Field] = (  # type: ignore[type-arg]
     [
         pa.field("symbol", pa.string(), nullable=False),
         pa.field("date", pa.date32(), nullable=False),  # the NYSE session
@@ -19,3 +19,4 @@ DAILY_BAR_SCHEMA = pa.schema(
         pa.field("fetched_at", TIMESTAMP, nullable=False),
     ]
 )
+DAILY_BAR_SCHEMA = pa.schema(_FIELDS)
