@@ -7,6 +7,7 @@ import typer
 from stockpipe.demo import demo_command
 from stockpipe.localservices.cli import services_app
 from stockpipe.marketdata.cli import calendar_command
+from stockpipe.stream.cli import consumer_command, producer_command
 
 app = typer.Typer(
     help="stockpipe: US stock market data pipeline.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -14,6 +15,8 @@ app = typer.Typer(
 app.add_typer(services_app, name="services")
 app.command("calendar")(calendar_command)
 app.command("demo")(demo_command)
+app.command("producer")(producer_command)
+app.command("consumer")(consumer_command)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ class KafkaSettings(BaseModel):
     topic_heartbeats: str = "heartbeats"
     security_protocol: str = "PLAINTEXT"
 
-    def client_config(self) -> dict[str, Any]:
+    def client_config(self) -> dict[str, str | int | float | bool]:
         return {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
 
 

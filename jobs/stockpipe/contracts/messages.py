@@ -56,6 +56,7 @@ class MessageSchema:
     event_ts: str  # the source's event time field
     fields: tuple[Field, ...]
     description: str
+    max_bytes: int = MAX_MESSAGE_BYTES
 
     @property
     def field_names(self) -> tuple[str, ...]:
@@ -145,7 +146,32 @@ TRADE_V1 = MessageSchema(
     ),
 )
 
-SCHEMAS: dict[str, MessageSchema] = {s.name: s for s in (QUOTE_V1, TRADE_V1)}
+DLQ_V1 = MessageSchema(
+    name="dlq.v1",
+    dataset="dlq",
+    event_ts="detected_at",
+    description="A message that failed its contract: why, where it was, and its original bytes.",
+    max_bytes=8 * 1024 * 1024,  # carries an original of up to the broker's limit, base64
+    fields=(
+        Field("reason", pa.string(), "why the message was rejected, e.g. missing_field:price"),
+        Field("source_topic", pa.string(), "the topic the message was read from"),
+        Field("source_partition", pa.int64(), "its partition", non_negative=True),
+        Field("source_offset", pa.int64(), "its offset", non_negative=True),
+        Field("original_b64", pa.string(), "the original value bytes, base64"),
+        Field(
+            "original_key",
+            pa.string(),
+            "the original key (UTF-8, replacement characters for bad bytes)",
+            required=False,
+        ),
+        Field("detected_at", TIMESTAMP, "the Kafka timestamp of the original message (UTC)"),
+    ),
+)
+
+# Control records that producers put in every partition to move record time forward (see the consumer).
+WATERMARK_V1 = "watermark.v1"
+
+SCHEMAS: dict[str, MessageSchema] = {s.name: s for s in (QUOTE_V1, TRADE_V1, DLQ_V1)}
 BY_DATASET: dict[str, MessageSchema] = {s.dataset: s for s in SCHEMAS.values()}
 
 

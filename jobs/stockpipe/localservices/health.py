@@ -6,24 +6,11 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from stockpipe.stream.topics import ensure_topic
 
 HEALTH_TOPIC = "_stockpipe_health"
-
-
-def ensure_topic(bootstrap: str, topic: str, partitions: int = 1, config: dict[str, str] | None = None) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    if topic in admin.list_topics(timeout=10).topics:
-        return
-    futures = admin.create_topics([NewTopic(topic, partitions, 1, config=config or {})], operation_timeout=15)
-    for future in futures.values():
-        try:
-            future.result(timeout=20)
-        except KafkaException as exc:
-            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise
 
 
 def check_kafka(bootstrap: str, timeout_s: float = 20.0) -> str:

@@ -4,7 +4,8 @@ import uuid
 
 from confluent_kafka import Consumer, Producer
 
-from stockpipe.localservices.health import check_kafka, ensure_topic
+from stockpipe.localservices.health import check_kafka
+from stockpipe.stream.topics import ensure_topic
 from stockpipe.localservices.kafka import KafkaBroker
 
 

@@ -1,0 +1,351 @@
+"""`stockpipe consumer`: Kafka -> lake, exactly once.
+
+Protocol (see DESIGN.md): file boundaries come from the log (PartitionFiles); an object is written
+atomically under a name derived from its offsets; offsets are committed only after the object is
+durable; on assignment each partition resumes after the newest object the lake holds for it (the
+lake is the source of truth), or after the committed offset when that is further (rejected and
+control records past the last file). A message that fails its contract goes to the dead-letter
+topic with the reason, its bytes and its topic/partition/offset, and never blocks its partition.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import Counter, Gauge
+from pydantic import Field, field_validator
+from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from stockpipe.contracts.messages import DLQ_V1, QUOTE_V1, TRADE_V1, MessageSchema, iso
+from stockpipe.lake.layout import StreamObject
+from stockpipe.lake.store import Lake
+from stockpipe.observability import start_observability
+from stockpipe.settings import KafkaSettings, LakeSettings, StockpipeSettings
+from stockpipe.stream.heartbeat import Heartbeat
+from stockpipe.stream.lakewriter import PartitionFiles, find_resume_offset
+from stockpipe.stream.validation import BatchValidator, CheckedBatch, Reject
+
+log = logging.getLogger("stockpipe.consumer")
+
+MESSAGES = Counter("stockpipe_consumer_messages_total", "Messages read", ["topic"])
+ROWS_WRITTEN = Counter("stockpipe_consumer_rows_written_total", "Rows written to the lake", ["dataset"])
+FILES_WRITTEN = Counter("stockpipe_consumer_files_written_total", "Objects written to the lake", ["dataset"])
+DLQ = Counter("stockpipe_consumer_dead_letters_total", "Messages sent to the dead-letter topic", ["topic", "reason"])
+LAKE_RETRIES = Counter("stockpipe_consumer_lake_write_retries_total", "Lake writes retried")
+COMMIT_FAILURES = Counter("stockpipe_consumer_commit_failures_total", "Offset commits that failed")
+BUFFERED = Gauge("stockpipe_consumer_buffered_rows", "Rows waiting for their file to close")
+LAST_FLUSH = Gauge("stockpipe_consumer_last_flush_timestamp_seconds", "When the last object was written")
+
+
+class ConsumerSettings(StockpipeSettings):
+    kafka: KafkaSettings = KafkaSettings()
+    lake: LakeSettings = LakeSettings()
+    group_id: str = "stockpipe-lake-writer"
+    max_records_per_file: int = Field(100_000, ge=1, le=5_000_000)
+    window_seconds: int = Field(900, ge=1, le=86_400, description="record-time window of a file; divides a day")
+    batch_size: int = Field(20_000, ge=1, le=200_000)
+    metrics_port: int = Field(9102, ge=0, le=65535)
+    heartbeat_seconds: float = Field(30.0, gt=0)
+    queued_max_kbytes: int = Field(32_768, ge=1024, description="librdkafka's prefetch buffer, bounds memory")
+    lake_retry_seconds: float = Field(600.0, gt=0, description="how long a lake write is retried before giving up")
+
+    @field_validator("window_seconds")
+    @classmethod
+    def _divides_a_day(cls, value: int) -> int:
+        if 86_400 % value:
+            raise ValueError("must divide a day (86400 s), so that files never straddle two dates")
+        return value
+
+
+@dataclass
+class _TopicPlan:
+    schema: MessageSchema
+    validator: BatchValidator
+
+
+@dataclass
+class _Stats:
+    messages: int = 0
+    rows: int = 0
+    files: int = 0
+    dead_letters: int = 0
+    started: float = field(default_factory=time.monotonic)
+    last_loop: float = field(default_factory=time.monotonic)
+
+
+class LakeConsumer:
+    def __init__(self, settings: ConsumerSettings, stop_event: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.lake = Lake(settings.lake)
+        k = settings.kafka
+        self.plans: dict[str, _TopicPlan] = {
+            topic: _TopicPlan(schema, BatchValidator(schema))
+            for topic, schema in ((k.topic_quotes, QUOTE_V1), (k.topic_trades, TRADE_V1), (k.topic_dlq, DLQ_V1))
+        }
+        self.partitions: dict[tuple[str, int], PartitionFiles] = {}
+        self.stop_event = stop_event or threading.Event()
+        self.stats = _Stats()
+        self._to_commit: dict[tuple[str, int], int] = {}
+        self._dlq_pending = 0
+        self.consumer = Consumer(
+            {
+                **k.client_config(),
+                "group.id": settings.group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "queued.max.messages.kbytes": settings.queued_max_kbytes,
+                "max.poll.interval.ms": int(settings.lake_retry_seconds * 1000) + 60_000,
+                "session.timeout.ms": 45_000,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.dlq = Producer({**k.client_config(), "enable.idempotence": True, "acks": "all",
+                             "message.max.bytes": 10 * 1024 * 1024, "linger.ms": 50})  # fmt: skip
+        self.heartbeat = Heartbeat(k, "consumer", settings.heartbeat_seconds)
+
+    # -- partition assignment ------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=30)}
+        for tp in partitions:
+            plan = self.plans[tp.topic]
+            in_lake = find_resume_offset(self.lake, plan.schema.dataset, tp.topic, tp.partition)
+            candidates = [o for o in (in_lake, committed.get((tp.topic, tp.partition))) if o is not None and o >= 0]
+            resume = max(candidates) if candidates else None
+            tp.offset = resume if resume is not None else OFFSET_BEGINNING
+            self.partitions[(tp.topic, tp.partition)] = PartitionFiles(
+                schema=plan.schema,
+                topic=tp.topic,
+                partition=tp.partition,
+                next_offset=resume or 0,
+                position=resume or 0,
+                max_records=self.settings.max_records_per_file,
+                window_s=self.settings.window_seconds,
+                flush=self._write_object,
+            )
+            log.info("assigned %s[%d]: resume at %s (lake %s, committed %s)", tp.topic, tp.partition, resume,
+                     in_lake, committed.get((tp.topic, tp.partition)))  # fmt: skip
+        consumer.assign(partitions)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._commit_pending()
+        self._forget(partitions, "revoked")
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions, "lost")
+
+    def _forget(self, partitions: list[TopicPartition], why: str) -> None:
+        for tp in partitions:
+            state = self.partitions.pop((tp.topic, tp.partition), None)
+            self._to_commit.pop((tp.topic, tp.partition), None)
+            if state:
+                log.info("%s %s[%d]: %d buffered rows dropped, re-read by the next owner", why, tp.topic,
+                         tp.partition, state.buffered)  # fmt: skip
+                state.drop()
+
+    # -- writing ---------------------------------------------------------------------------------
+    def _write_object(self, obj: StreamObject, data: bytes, rows: int) -> None:
+        def before_sleep(state: RetryCallState) -> None:
+            LAKE_RETRIES.inc()
+            log.warning(
+                "lake write of %s failed (%s); retrying", obj.key, state.outcome.exception() if state.outcome else ""
+            )
+
+        @retry(
+            retry=retry_if_exception_type(Exception),
+            wait=wait_exponential(multiplier=0.5, max=15),
+            stop=stop_after_delay(self.settings.lake_retry_seconds),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        def write() -> None:
+            self.lake.write_atomic(obj.key, data)
+
+        write()
+        ROWS_WRITTEN.labels(obj.dataset).inc(rows)
+        FILES_WRITTEN.labels(obj.dataset).inc()
+        LAST_FLUSH.set_to_current_time()
+        self.stats.rows += rows
+        self.stats.files += 1
+        # Durable: now (and only now) the offsets it covers may be committed.
+        self._to_commit[(obj.topic, obj.partition)] = obj.last_offset + 1
+        self._commit_pending()
+
+    def _send_dead_letters(self, topic: str, rejects: list[Reject]) -> None:
+        if topic == self.settings.kafka.topic_dlq:
+            for r in rejects:  # never loop a dead letter back into its own topic
+                log.error("unreadable dead letter at %s[%d]@%d: %s", topic, r.partition, r.offset, r.reason)
+            return
+        for r in rejects:
+            value = {
+                "schema": DLQ_V1.name,
+                "reason": r.reason,
+                "source_topic": topic,
+                "source_partition": r.partition,
+                "source_offset": r.offset,
+                "original_b64": base64.b64encode(r.value or b"").decode(),
+                "original_key": r.key.decode("utf-8", "replace") if r.key is not None else None,
+                "detected_at": iso(datetime.fromtimestamp(max(r.timestamp_ms, 0) / 1000, UTC)),
+            }
+            self._produce_dlq(f"{topic}/{r.partition}/{r.offset}", orjson.dumps(value), r.reason)
+            DLQ.labels(topic, r.reason.split(":", 1)[0]).inc()
+            self.stats.dead_letters += 1
+            log.warning("dead letter %s[%d]@%d: %s", topic, r.partition, r.offset, r.reason)
+
+    def _produce_dlq(self, key: str, value: bytes, reason: str) -> None:
+        headers: list[tuple[str, str | bytes | None]] = [("reason", reason.encode())]
+        while True:
+            try:
+                self.dlq.produce(self.settings.kafka.topic_dlq, value, key=key.encode(), headers=headers)
+                self._dlq_pending += 1
+                return
+            except BufferError:
+                self.dlq.poll(0.5)
+
+    def _commit_pending(self) -> None:
+        if not self._to_commit:
+            return
+        if self._dlq_pending:
+            # Offsets past a rejected message may be committed only once its dead letter is safe.
+            while self.dlq.flush(10) > 0:
+                log.warning("dead-letter topic not acknowledging yet; holding commits")
+            self._dlq_pending = 0
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._to_commit.items()]
+        for attempt in range(30):
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+                self._to_commit.clear()
+                return
+            except KafkaException as exc:
+                COMMIT_FAILURES.inc()
+                err = exc.args[0]
+                if err.code() in (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
+                                  KafkaError.REBALANCE_IN_PROGRESS, KafkaError._NO_OFFSET):  # fmt: skip
+                    # Not ours any more: the objects are in the lake and the next owner resumes from it.
+                    log.warning("commit skipped (%s); the lake keeps the progress", err.name())
+                    self._to_commit.clear()
+                    return
+                log.warning("commit failed (%s), attempt %d", err.name(), attempt + 1)
+                time.sleep(min(0.2 * 2**attempt, 5.0))
+        raise RuntimeError("offsets could not be committed for a minute; the lake keeps the progress")
+
+    # -- the loop --------------------------------------------------------------------------------
+    def _process(self, msgs: list[Message]) -> None:
+        by_topic: dict[str, list[Message]] = {}
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer error: %s", err)
+                continue
+            by_topic.setdefault(m.topic() or "", []).append(m)
+        for topic, items in by_topic.items():
+            plan = self.plans.get(topic)
+            if plan is None:
+                continue
+            MESSAGES.labels(topic).inc(len(items))
+            self.stats.messages += len(items)
+            partitions = np.fromiter((m.partition() for m in items), dtype=np.int64, count=len(items))
+            offsets = np.fromiter((m.offset() for m in items), dtype=np.int64, count=len(items))
+            # Drop what this incarnation already has (redelivery after a seek) or no longer owns.
+            keep = np.ones(len(items), dtype=bool)
+            for (t, p), state in self.partitions.items():
+                if t == topic:
+                    keep &= ~((partitions == p) & (offsets < state.position))
+            owned = {p for (t, p) in self.partitions if t == topic}
+            keep &= np.isin(partitions, list(owned))
+            if not keep.all():
+                items = [m for m, k in zip(items, keep, strict=True) if k]
+                partitions, offsets = partitions[keep], offsets[keep]
+            if not items:
+                continue
+            checked = plan.validator.check(
+                [m.value() for m in items],
+                [m.key() for m in items],
+                partitions,
+                offsets,
+                np.fromiter((m.timestamp()[1] for m in items), dtype=np.int64, count=len(items)),
+            )
+            self._send_dead_letters(topic, checked.rejects)
+            self._route(topic, checked, partitions, offsets)
+
+    def _route(self, topic: str, checked: CheckedBatch, partitions: np.ndarray, offsets: np.ndarray) -> None:
+        valid = checked.valid
+        present = np.unique(partitions)
+        part_col = valid["kafka_partition"].to_numpy() if len(present) > 1 else None
+        for p in present:
+            state = self.partitions.get((topic, int(p)))
+            if state is None:
+                continue
+            rows = valid if part_col is None else valid.filter(pa.array(part_col == p))
+            marks = [(w.offset, w.ts) for w in checked.watermarks if w.partition == p]
+            state.add(rows, marks)
+            state.position = int(offsets[partitions == p].max()) + 1
+            if state.buffered == 0 and state.position > state.next_offset:
+                # Nothing open: rejects and watermarks past the last object may be committed too.
+                self._to_commit[(topic, int(p))] = state.position
+        BUFFERED.set(sum(s.buffered for s in self.partitions.values()))
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        age = time.monotonic() - self.stats.last_loop
+        return age < 120, {"loop_age_s": round(age, 1), "partitions": len(self.partitions), "rows": self.stats.rows}
+
+    def run(self, max_idle_s: float | None = None) -> _Stats:
+        """Consume until stopped (SIGTERM) or, when max_idle_s is set, until nothing arrives for that long."""
+        k = self.settings.kafka
+        self.consumer.subscribe(
+            [k.topic_quotes, k.topic_trades, k.topic_dlq],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        idle_since = time.monotonic()
+        try:
+            while not self.stop_event.is_set():
+                msgs = self.consumer.consume(num_messages=self.settings.batch_size, timeout=0.5)
+                self.stats.last_loop = time.monotonic()
+                if msgs:
+                    idle_since = self.stats.last_loop
+                    self._process(msgs)
+                elif max_idle_s is not None and self.stats.last_loop - idle_since > max_idle_s:
+                    break
+                self.dlq.poll(0)
+                self._commit_pending()
+                self.heartbeat.beat_if_due({"rows": self.stats.rows, "files": self.stats.files,
+                                            "buffered": sum(s.buffered for s in self.partitions.values())})  # fmt: skip
+        finally:
+            # SIGTERM: complete objects are already written and committed; partial ones are re-read later.
+            self._commit_pending()
+            self.dlq.flush(30)
+            self.heartbeat.close()
+            self.consumer.close()
+        return self.stats
+
+
+def run_consumer(settings: ConsumerSettings) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    from stockpipe.stream.topics import ensure_pipeline_topics
+
+    ensure_pipeline_topics(settings.kafka)
+    consumer = LakeConsumer(settings, stop)
+    server = start_observability(settings.metrics_port, consumer.health)
+    log.info("consumer started: lake %s, group %s", settings.lake.url, settings.group_id)
+    stats = consumer.run()
+    if server:
+        server.stop()
+    log.info("consumer stopped: %d messages, %d rows in %d objects, %d dead letters",
+             stats.messages, stats.rows, stats.files, stats.dead_letters)  # fmt: skip

@@ -1,0 +1,40 @@
+"""The pipeline's topics. In a cluster Strimzi's KafkaTopic objects own them; on one machine this creates them."""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from stockpipe.settings import KafkaSettings
+
+DLQ_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+
+def ensure_topic(
+    bootstrap_or_config: str | dict[str, str | int | float | bool],
+    topic: str,
+    partitions: int = 1,
+    config: dict[str, str] | None = None,
+) -> None:
+    conf: dict[str, str | int | float | bool] = (
+        {"bootstrap.servers": bootstrap_or_config} if isinstance(bootstrap_or_config, str) else bootstrap_or_config
+    )
+    admin = AdminClient(conf)
+    if topic in admin.list_topics(timeout=10).topics:
+        return
+    futures = admin.create_topics([NewTopic(topic, partitions, 1, config=config or {})], operation_timeout=15)
+    for future in futures.values():
+        try:
+            future.result(timeout=20)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise
+
+
+def ensure_pipeline_topics(kafka: KafkaSettings, partitions: int = 3) -> None:
+    conf = kafka.client_config()
+    ensure_topic(conf, kafka.topic_quotes, partitions)
+    ensure_topic(conf, kafka.topic_trades, partitions)
+    ensure_topic(conf, kafka.topic_dlq, 1, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)})
+    ensure_topic(conf, kafka.topic_heartbeats, 1, {"retention.ms": str(7 * 24 * 3600 * 1000)})

@@ -1,0 +1,175 @@
+"""Trades: Finnhub's websocket (one connection per key) and the synthetic market's trades.
+
+Websocket protocol: connect to `wss://ws.finnhub.io?token=KEY`, send
+`{"type":"subscribe","symbol":"AAPL"}`, receive `{"type":"trade","data":[{"s","p","t"(ms),"v","c"}]}`
+and `{"type":"ping"}`. The client reconnects with jittered exponential back-off, resubscribes the
+watchlist on every connection and follows watchlist changes with (un)subscribe messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import orjson
+import websockets
+from prometheus_client import Counter
+
+from stockpipe.contracts.messages import TRADE_V1, iso
+from stockpipe.logs import redact
+from stockpipe.marketdata.synthetic import SyntheticMarket, _stable_int
+from stockpipe.stream.publisher import ProducerQueueFull, Publisher
+
+if TYPE_CHECKING:
+    from stockpipe.stream.producer import ProducerSettings, QuoteProducer
+
+log = logging.getLogger("stockpipe.trades")
+
+WS_RECONNECTS = Counter("stockpipe_producer_ws_reconnects_total", "Websocket reconnections")
+WS_TRADES = Counter("stockpipe_producer_ws_trades_total", "Trades received over the websocket")
+
+
+def trade_messages(data: list[dict[str, Any]], fetched_at: datetime, source: str) -> list[dict[str, Any]]:
+    """Finnhub trade items as trade.v1 messages; seq numbers trades that share symbol and time."""
+    seen: dict[tuple[str, int], int] = {}
+    out = []
+    for item in data:
+        symbol, t_ms = str(item.get("s", "")), item.get("t")
+        seq = seen.get((symbol, t_ms if isinstance(t_ms, int) else -1), 0)
+        seen[(symbol, t_ms if isinstance(t_ms, int) else -1)] = seq + 1
+        out.append(
+            {
+                "schema": TRADE_V1.name,
+                "symbol": symbol,
+                "trade_ts": iso(datetime.fromtimestamp(t_ms / 1000, UTC)) if isinstance(t_ms, int | float) else None,
+                "fetched_at": iso(fetched_at),
+                "source": source,
+                "price": item.get("p"),
+                "size": item.get("v"),
+                "seq": seq,
+                "conditions": item.get("c") or [],
+            }
+        )
+    return out
+
+
+class SyntheticTrades:
+    """A few trades per symbol and minute along the synthetic market's intraday path."""
+
+    def __init__(self, market: SyntheticMarket, per_minute: int = 3) -> None:
+        self.market = market
+        self.per_minute = per_minute
+
+    def minute(self, symbol: str, minute_start: datetime) -> list[dict[str, Any]]:
+        day = minute_start.astimezone(UTC).date()
+        path = self.market.intraday(symbol, day)
+        i = int((minute_start - path.open_utc).total_seconds() // 60)
+        if not 0 <= i < len(path.prices):
+            return []
+        rng = np.random.default_rng([self.market.seed, _stable_int(symbol), int(minute_start.timestamp())])
+        items: list[dict[str, Any]] = []
+        for k in range(self.per_minute):
+            t = minute_start + timedelta(milliseconds=int(rng.integers(0, 60_000)))
+            price = round(float(path.prices[i]) * (1 + rng.normal(0, 0.0002)), 2)
+            size = max(1, int(path.volumes[i] / self.per_minute * rng.uniform(0.5, 1.5)))
+            items.append({"s": symbol, "p": price, "t": int(t.timestamp() * 1000), "v": size, "c": ["1"] if k else []})
+        items.sort(key=lambda x: int(x["t"]))
+        return trade_messages(items, minute_start + timedelta(minutes=1), "synthetic")
+
+
+class FinnhubTradeStream:
+    def __init__(self, url: str, token: str, producer: QuoteProducer, publisher: Publisher, stop: threading.Event,
+                 flush_every_s: float = 0.2) -> None:  # fmt: skip
+        self.url = f"{url}?token={token}"
+        self.producer = producer
+        self.publisher = publisher
+        self.stop = stop
+        self.flush_every_s = flush_every_s
+        self.connections = 0
+        self.received = 0
+
+    def _wanted(self) -> set[str]:
+        wl = self.producer.watchlist
+        return set(wl.active_symbols) if "trades" in wl.sources else set()
+
+    def _publish(self, batch: list[dict[str, Any]]) -> None:
+        while batch:
+            try:
+                self.publisher.publish(self.producer.settings.kafka.topic_trades, TRADE_V1, batch)
+                return
+            except ProducerQueueFull as exc:
+                log.error("%s; holding %d trades", exc, len(batch))
+                if self.stop.is_set():
+                    return
+
+    async def _session(self) -> None:
+        async with websockets.connect(self.url, ping_interval=20, ping_timeout=20, max_size=2**22) as ws:
+            self.connections += 1
+            subscribed: set[str] = set()
+            batch: list[dict[str, Any]] = []
+            last_flush = time.monotonic()
+            while not self.stop.is_set():
+                if self.producer.watchlist_file:
+                    self.producer.watchlist_file.poll()
+                wanted = self._wanted()
+                for symbol in sorted(wanted - subscribed):
+                    await ws.send(orjson.dumps({"type": "subscribe", "symbol": symbol}).decode())
+                for symbol in sorted(subscribed - wanted):
+                    await ws.send(orjson.dumps({"type": "unsubscribe", "symbol": symbol}).decode())
+                subscribed = wanted
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), timeout=self.flush_every_s)
+                except TimeoutError:
+                    raw = None
+                if raw is not None:
+                    try:
+                        msg = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        log.warning("websocket sent something that is not JSON: %r", str(raw)[:200])
+                        msg = {}
+                    kind = msg.get("type") if isinstance(msg, dict) else None
+                    if kind == "trade" and isinstance(msg.get("data"), list):
+                        items = [d for d in msg["data"] if isinstance(d, dict)]
+                        batch.extend(trade_messages(items, datetime.now(UTC), "finnhub_ws"))
+                        self.received += len(items)
+                        WS_TRADES.inc(len(items))
+                    elif kind == "error":
+                        log.error("Finnhub websocket error: %s", msg.get("msg"))
+                if batch and (len(batch) >= 1000 or time.monotonic() - last_flush >= self.flush_every_s):
+                    self._publish(batch)
+                    batch = []
+                    last_flush = time.monotonic()
+            if batch:
+                self._publish(batch)
+
+    async def run(self) -> None:
+        backoff = 1.0
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                await self._session()
+            except (OSError, websockets.WebSocketException, TimeoutError) as exc:
+                WS_RECONNECTS.inc()
+                log.warning("websocket dropped (%s); reconnecting in %.1fs", redact(str(exc)), backoff)
+            if time.monotonic() - started > 60:
+                backoff = 1.0  # a connection that lived a while resets the back-off
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
+            backoff = min(backoff * 2, 60.0)
+
+
+def start_trade_stream(
+    settings: ProducerSettings, producer: QuoteProducer, stop: threading.Event
+) -> threading.Thread | None:
+    if settings.source != "finnhub" or settings.finnhub_token is None:
+        return None  # synthetic trades are generated by the quote loop, on its clock
+    stream = FinnhubTradeStream(settings.finnhub_ws_url, settings.finnhub_token.get_secret_value(), producer,
+                                producer.publisher, stop)  # fmt: skip
+    thread = threading.Thread(target=lambda: asyncio.run(stream.run()), name="finnhub-ws", daemon=True)
+    thread.start()
+    return thread
