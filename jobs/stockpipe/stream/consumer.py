@@ -27,7 +27,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import Field, field_validator
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from stockpipe.contracts.messages import DLQ_V1, QUOTE_V1, TRADE_V1, MessageSchema, iso
+from stockpipe.contracts.messages import DLQ_V1, QUOTE_V1, TRADE_V1, WATERMARK_V1, MessageSchema, iso
 from stockpipe.lake.layout import StreamObject
 from stockpipe.lake.store import Lake
 from stockpipe.observability import start_observability
@@ -54,13 +54,14 @@ class ConsumerSettings(StockpipeSettings):
     group_id: str = "stockpipe-lake-writer"
     max_records_per_file: int = Field(100_000, ge=1, le=5_000_000)
     window_seconds: int = Field(900, ge=1, le=86_400, description="record-time window of a file; divides a day")
+    dlq_window_seconds: int = Field(3600, ge=1, le=86_400, description="the same for dead letters")
     batch_size: int = Field(20_000, ge=1, le=200_000)
     metrics_port: int = Field(9102, ge=0, le=65535)
     heartbeat_seconds: float = Field(30.0, gt=0)
     queued_max_kbytes: int = Field(32_768, ge=1024, description="librdkafka's prefetch buffer, bounds memory")
     lake_retry_seconds: float = Field(600.0, gt=0, description="how long a lake write is retried before giving up")
 
-    @field_validator("window_seconds")
+    @field_validator("window_seconds", "dlq_window_seconds")
     @classmethod
     def _divides_a_day(cls, value: int) -> int:
         if 86_400 % value:
@@ -98,6 +99,7 @@ class LakeConsumer:
         self.stats = _Stats()
         self._to_commit: dict[tuple[str, int], int] = {}
         self._dlq_pending = 0
+        self._dlq_unmarked = False
         self.consumer = Consumer(
             {
                 **k.client_config(),
@@ -131,7 +133,7 @@ class LakeConsumer:
                 next_offset=resume or 0,
                 position=resume or 0,
                 max_records=self.settings.max_records_per_file,
-                window_s=self.settings.window_seconds,
+                window_s=self.settings.dlq_window_seconds if plan.schema is DLQ_V1 else self.settings.window_seconds,
                 flush=self._write_object,
             )
             log.info("assigned %s[%d]: resume at %s (lake %s, committed %s)", tp.topic, tp.partition, resume,
@@ -199,6 +201,7 @@ class LakeConsumer:
                 "detected_at": iso(datetime.fromtimestamp(max(r.timestamp_ms, 0) / 1000, UTC)),
             }
             self._produce_dlq(f"{topic}/{r.partition}/{r.offset}", orjson.dumps(value), r.reason)
+            self._dlq_unmarked = True
             DLQ.labels(topic, r.reason.split(":", 1)[0]).inc()
             self.stats.dead_letters += 1
             log.warning("dead letter %s[%d]@%d: %s", topic, r.partition, r.offset, r.reason)
@@ -212,6 +215,19 @@ class LakeConsumer:
                 return
             except BufferError:
                 self.dlq.poll(0.5)
+
+    def _mark_dead_letters(self) -> None:
+        """Dead letters are rare, so time in their topic is moved on by watermarks we put in it ourselves.
+
+        The watermark is in the log, so every incarnation closes the same DLQ files.
+        """
+        if not self._dlq_unmarked:
+            return
+        topic = self.settings.kafka.topic_dlq
+        value = orjson.dumps({"schema": WATERMARK_V1, "watermark_ts": iso(datetime.now(UTC))})
+        for p in self.dlq.list_topics(topic, timeout=10).topics[topic].partitions:
+            self.dlq.produce(topic, value, partition=p)
+        self._dlq_unmarked = False
 
     def _commit_pending(self) -> None:
         if not self._to_commit:
@@ -323,8 +339,9 @@ class LakeConsumer:
                     break
                 self.dlq.poll(0)
                 self._commit_pending()
-                self.heartbeat.beat_if_due({"rows": self.stats.rows, "files": self.stats.files,
-                                            "buffered": sum(s.buffered for s in self.partitions.values())})  # fmt: skip
+                if self.heartbeat.beat_if_due({"rows": self.stats.rows, "files": self.stats.files,
+                                               "buffered": sum(s.buffered for s in self.partitions.values())}):  # fmt: skip
+                    self._mark_dead_letters()
         finally:
             # SIGTERM: complete objects are already written and committed; partial ones are re-read later.
             self._commit_pending()

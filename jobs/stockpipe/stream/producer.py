@@ -162,7 +162,11 @@ class QuoteProducer:
             if msg is not None:
                 messages.append(msg)
             minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
-            if self.synthetic_trades and "trades" in self.watchlist.sources and self._trade_minute.get(symbol) != minute:
+            if (
+                self.synthetic_trades
+                and "trades" in self.watchlist.sources
+                and self._trade_minute.get(symbol) != minute
+            ):
                 self._trade_minute[symbol] = minute  # each finished minute's trades once
                 trades.extend(self.synthetic_trades.minute(symbol, minute))
         self._publish(messages)

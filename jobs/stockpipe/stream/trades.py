@@ -93,10 +93,15 @@ class FinnhubTradeStream:
         self.flush_every_s = flush_every_s
         self.connections = 0
         self.received = 0
+        self._pending: list[dict[str, Any]] = []  # received, not yet published: survives a dropped connection
 
     def _wanted(self) -> set[str]:
         wl = self.producer.watchlist
         return set(wl.active_symbols) if "trades" in wl.sources else set()
+
+    def _flush_pending(self) -> None:
+        batch, self._pending = self._pending, []
+        self._publish(batch)
 
     def _publish(self, batch: list[dict[str, Any]]) -> None:
         while batch:
@@ -112,7 +117,6 @@ class FinnhubTradeStream:
         async with websockets.connect(self.url, ping_interval=20, ping_timeout=20, max_size=2**22) as ws:
             self.connections += 1
             subscribed: set[str] = set()
-            batch: list[dict[str, Any]] = []
             last_flush = time.monotonic()
             while not self.stop.is_set():
                 if self.producer.watchlist_file:
@@ -136,17 +140,16 @@ class FinnhubTradeStream:
                     kind = msg.get("type") if isinstance(msg, dict) else None
                     if kind == "trade" and isinstance(msg.get("data"), list):
                         items = [d for d in msg["data"] if isinstance(d, dict)]
-                        batch.extend(trade_messages(items, datetime.now(UTC), "finnhub_ws"))
+                        self._pending.extend(trade_messages(items, datetime.now(UTC), "finnhub_ws"))
                         self.received += len(items)
                         WS_TRADES.inc(len(items))
                     elif kind == "error":
                         log.error("Finnhub websocket error: %s", msg.get("msg"))
-                if batch and (len(batch) >= 1000 or time.monotonic() - last_flush >= self.flush_every_s):
-                    self._publish(batch)
-                    batch = []
+                if self._pending and (
+                    len(self._pending) >= 1000 or time.monotonic() - last_flush >= self.flush_every_s
+                ):
+                    self._flush_pending()
                     last_flush = time.monotonic()
-            if batch:
-                self._publish(batch)
 
     async def run(self) -> None:
         backoff = 1.0
@@ -157,6 +160,10 @@ class FinnhubTradeStream:
             except (OSError, websockets.WebSocketException, TimeoutError) as exc:
                 WS_RECONNECTS.inc()
                 log.warning("websocket dropped (%s); reconnecting in %.1fs", redact(str(exc)), backoff)
+            finally:
+                self._flush_pending()
+            if self.stop.is_set():
+                break
             if time.monotonic() - started > 60:
                 backoff = 1.0  # a connection that lived a while resets the back-off
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
