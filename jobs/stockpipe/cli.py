@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from stockpipe.bench_cli import bench_app
 from stockpipe.demo import demo_command
 from stockpipe.localservices.cli import services_app
 from stockpipe.marketdata.cli import calendar_command
@@ -13,6 +14,7 @@ app = typer.Typer(
     help="stockpipe: US stock market data pipeline.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 app.add_typer(services_app, name="services")
+app.add_typer(bench_app, name="bench")
 app.command("calendar")(calendar_command)
 app.command("demo")(demo_command)
 app.command("producer")(producer_command)

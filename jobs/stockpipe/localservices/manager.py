@@ -80,9 +80,11 @@ def _start_standin(name: str, port: int, extra: dict[str, str]) -> ProcessRecord
     return ProcessRecord(name=name, pid=pid, log_file=str(log), ports={"http": port}, extra=extra)
 
 
-def up(ports: Ports = Ports(), echo: Callable[[str], None] = print) -> dict[str, ProcessRecord]:
+def up(
+    ports: Ports = Ports(), echo: Callable[[str], None] = print, only: tuple[str, ...] = SERVICES
+) -> dict[str, ProcessRecord]:
     started: dict[str, ProcessRecord] = {}
-    for name in SERVICES:
+    for name in (s for s in SERVICES if s in only):
         record = running(name)
         if record:
             echo(f"{name}: already running (pid {record.pid})")

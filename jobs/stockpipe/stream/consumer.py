@@ -82,6 +82,8 @@ class _Stats:
     files: int = 0
     dead_letters: int = 0
     started: float = field(default_factory=time.monotonic)
+    last_flush: float = 0.0
+    first_message: float = 0.0  # perf_counter of the first batch: throughput excludes the group join
     last_loop: float = field(default_factory=time.monotonic)
 
 
@@ -108,6 +110,7 @@ class LakeConsumer:
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
                 "queued.max.messages.kbytes": settings.queued_max_kbytes,
+                "fetch.queue.backoff.ms": 20,  # the 1 s default stalls a consumer that keeps up
                 "max.poll.interval.ms": int(settings.lake_retry_seconds * 1000) + 60_000,
                 "session.timeout.ms": 45_000,
                 "isolation.level": "read_committed",
@@ -119,7 +122,12 @@ class LakeConsumer:
 
     # -- partition assignment ------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=30)}
+        try:
+            committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=30)}
+        except KafkaException as exc:
+            if self.stop_event.is_set() or exc.args[0].code() == KafkaError._DESTROY:
+                return  # closing
+            raise
         for tp in partitions:
             plan = self.plans[tp.topic]
             in_lake = find_resume_offset(self.lake, plan.schema.dataset, tp.topic, tp.partition)
@@ -180,6 +188,7 @@ class LakeConsumer:
         LAST_FLUSH.set_to_current_time()
         self.stats.rows += rows
         self.stats.files += 1
+        self.stats.last_flush = time.perf_counter()
         # Durable: now (and only now) the offsets it covers may be committed.
         self._to_commit[(obj.topic, obj.partition)] = obj.last_offset + 1
         self._commit_pending()
@@ -333,8 +342,12 @@ class LakeConsumer:
                 msgs = self.consumer.consume(num_messages=self.settings.batch_size, timeout=0.5)
                 self.stats.last_loop = time.monotonic()
                 if msgs:
+                    if not self.stats.first_message:
+                        self.stats.first_message = time.perf_counter()
                     idle_since = self.stats.last_loop
                     self._process(msgs)
+                elif not self.partitions:
+                    idle_since = self.stats.last_loop  # idleness counts from the assignment on
                 elif max_idle_s is not None and self.stats.last_loop - idle_since > max_idle_s:
                     break
                 self.dlq.poll(0)

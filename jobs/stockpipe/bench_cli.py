@@ -1,0 +1,40 @@
+"""`stockpipe bench ...`: the benchmarks behind `make bench` and `make chaos` (results in .bench/*.json)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+bench_app = typer.Typer(help="Benchmarks and fault scenarios; each writes a JSON file under --out.")
+OUT = typer.Option(Path(".bench"), "--out", help="Where the JSON results go")
+
+
+def _show(result: dict[str, object]) -> None:
+    typer.echo(json.dumps(result, indent=2))
+
+
+@bench_app.command("stream")
+def bench_stream(out: Path = OUT, records: int = 1_000_000, backlog: int = 5_000_000) -> None:
+    """Consumer and producer rates beside kcat's on the same broker; peak RSS with a backlog."""
+    from stockpipe.stream.bench import run_stream_bench
+
+    _show(run_stream_bench(out, records, backlog))
+
+
+@bench_app.command("chaos")
+def bench_chaos(out: Path = OUT, records: int = 1_000_000, outage_s: float = 30.0) -> None:
+    """Kill the consumer, restart the broker, stop the object store; count every record in the lake."""
+    from stockpipe.stream.chaos import run_chaos
+
+    result = run_chaos(out, records, outage_s=outage_s)
+    _show(result)
+    if any(s["lost"] or s["duplicated"] for s in result["scenarios"]):
+        raise typer.Exit(1)
+
+
+@bench_app.command("all")
+def bench_all(out: Path = OUT) -> None:
+    """Every benchmark: stream, batch, warehouse."""
+    bench_stream(out)

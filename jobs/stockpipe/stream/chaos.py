@@ -1,0 +1,241 @@
+"""`make chaos`: faults against the exactly-once path, every record counted by reading the lake back.
+
+Scenarios: the consumer SIGKILLed at 10 random points; the broker restarted mid-stream; the object
+store stopped for 30 s. Each ends with `lost` and `duplicated` counted over the natural key
+(symbol, quote_ts), which is unique per produced record. Writes `.bench/chaos.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from rich.console import Console
+
+from stockpipe.contracts.messages import QUOTE_V1
+from stockpipe.lake.layout import StreamObject
+from stockpipe.lake.store import Lake
+from stockpipe.localservices.kafka import KafkaBroker
+from stockpipe.localservices.minio import MinioServer
+from stockpipe.localservices.process import free_port, terminate
+from stockpipe.settings import KafkaSettings, LakeSettings
+from stockpipe.stream.bench import SESSION_OPEN, quote_messages
+from stockpipe.stream.publisher import Publisher
+from stockpipe.stream.topics import ensure_pipeline_topics
+
+console = Console(stderr=True)
+
+
+@dataclass
+class Scenario:
+    name: str
+    produced: int
+    in_lake: int
+    lost: int
+    duplicated: int
+    detail: str = ""
+
+
+def count_lake(lake: Lake, produced: int) -> tuple[int, int, int]:
+    """(rows in the lake, lost, duplicated) over the natural key; every produced key is distinct."""
+    tables = []
+    for info in lake.walk("raw/quotes"):
+        if StreamObject.parse(info.key):
+            tables.append(pq.read_table(pa.BufferReader(lake.read(info.key)), columns=["symbol", "quote_ts"]))
+    if not tables:
+        return 0, produced, 0
+    table = pa.concat_tables(tables)
+    keys = pc.binary_join_element_wise(
+        table["symbol"], pc.cast(pc.cast(table["quote_ts"], pa.int64()), pa.string()), "|"
+    )
+    distinct = pc.count_distinct(keys).as_py()
+    return table.num_rows, produced - distinct, table.num_rows - distinct
+
+
+class ConsumerProcess:
+    """`stockpipe consumer` as its own process, as it runs in a pod."""
+
+    def __init__(self, kafka: KafkaSettings, lake: LakeSettings, log: Path) -> None:
+        self.env = {
+            **os.environ,
+            "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "STOCKPIPE_KAFKA__TOPIC_QUOTES": kafka.topic_quotes,
+            "STOCKPIPE_KAFKA__TOPIC_TRADES": kafka.topic_trades,
+            "STOCKPIPE_KAFKA__TOPIC_DLQ": kafka.topic_dlq,
+            "STOCKPIPE_KAFKA__TOPIC_HEARTBEATS": kafka.topic_heartbeats,
+            "STOCKPIPE_LAKE__URL": lake.url,
+            "STOCKPIPE_GROUP_ID": f"chaos-{kafka.topic_quotes}",
+            "STOCKPIPE_METRICS_PORT": "0",
+            "STOCKPIPE_MAX_RECORDS_PER_FILE": "20000",
+            "STOCKPIPE_WINDOW_SECONDS": "3600",
+        }
+        if lake.s3_endpoint_url:
+            self.env["STOCKPIPE_LAKE__S3_ENDPOINT_URL"] = lake.s3_endpoint_url
+        if lake.access_key and lake.secret_key:
+            self.env["STOCKPIPE_LAKE__ACCESS_KEY"] = lake.access_key.get_secret_value()
+            self.env["STOCKPIPE_LAKE__SECRET_KEY"] = lake.secret_key.get_secret_value()
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "stockpipe.cli", "consumer"], env=self.env,
+                                         stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(60)
+
+
+def wait_for_rows(lake: Lake, target: int, timeout_s: float, produced: int) -> int:
+    deadline = time.monotonic() + timeout_s
+    rows = 0
+    while time.monotonic() < deadline:
+        rows = count_lake(lake, produced)[0]
+        if rows >= target:
+            break
+        time.sleep(1.0)
+    return rows
+
+
+def produce(kafka: KafkaSettings, messages: list[dict[str, Any]], during: Callable[[int], None] | None = None) -> int:
+    """Publish with our producer; `during(i)` runs between batches (to inject a fault). Returns acknowledged."""
+    publisher = Publisher(kafka, max_queue_messages=200_000, full_timeout_s=120)
+    for i in range(0, len(messages), 10_000):
+        publisher.publish(kafka.topic_quotes, QUOTE_V1, messages[i : i + 10_000])
+        if during:
+            during(i)
+    if publisher.flush(180):
+        raise RuntimeError("messages still unacknowledged after 180 s")
+    publisher.watermark(kafka.topic_quotes, SESSION_OPEN + timedelta(days=1))
+    publisher.flush(60)
+    return publisher.delivered
+
+
+def topics(broker: KafkaBroker, name: str) -> KafkaSettings:
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, topic_quotes=f"{name}-quotes", topic_trades=f"{name}-trades",
+                          topic_dlq=f"{name}-dlq", topic_heartbeats=f"{name}-heartbeats")  # fmt: skip
+    ensure_pipeline_topics(kafka, partitions=3)
+    return kafka
+
+
+def consumer_killed(broker: KafkaBroker, work: Path, records: int, kills: int, rng: random.Random) -> Scenario:
+    kafka = topics(broker, "kill")
+    lake_settings = LakeSettings(url=f"file://{work / 'lake-kill'}")
+    lake = Lake(lake_settings)
+    produced = produce(kafka, quote_messages(records))
+    consumer = ConsumerProcess(kafka, lake_settings, work / "consumer-kill.log")
+    points = sorted(rng.sample(range(records // 20, records - records // 20), kills))
+    for point in points:
+        consumer.start()
+        wait_for_rows(lake, point, 300, produced)
+        consumer.kill()  # SIGKILL: no flush, no commit, no goodbye
+    consumer.start()
+    wait_for_rows(lake, produced, 600, produced)
+    consumer.stop()
+    rows, lost, dup = count_lake(lake, produced)
+    return Scenario("consumer SIGKILLed at 10 random points", produced, rows, lost, dup,
+                    f"killed after {', '.join(f'{p:,}' for p in points)} rows were in the lake")  # fmt: skip
+
+
+def broker_restarted(broker: KafkaBroker, record: Any, work: Path, records: int) -> tuple[Scenario, Any]:
+    kafka = topics(broker, "restart")
+    lake_settings = LakeSettings(url=f"file://{work / 'lake-restart'}")
+    lake = Lake(lake_settings)
+    consumer = ConsumerProcess(kafka, lake_settings, work / "consumer-restart.log")
+    consumer.start()
+    state = {"record": record}
+
+    def restart_midway(i: int) -> None:
+        if i == (records // 2) - 10_000:
+            console.print("  stopping the broker mid-stream")
+            KafkaBroker.stop(state["record"])
+            time.sleep(5)
+            state["record"] = broker.start()
+            console.print("  broker back")
+
+    produced = produce(kafka, quote_messages(records), during=restart_midway)
+    wait_for_rows(lake, produced, 600, produced)
+    consumer.stop()
+    rows, lost, dup = count_lake(lake, produced)
+    return Scenario("broker restarted mid-stream", produced, rows, lost, dup), state["record"]
+
+
+def object_store_stopped(broker: KafkaBroker, work: Path, records: int, outage_s: float) -> Scenario:
+    kafka = topics(broker, "s3down")
+    minio = MinioServer(work / "minio", free_port(), free_port())
+    minio_record = minio.start()
+    lake_settings = LakeSettings(url=f"s3://{minio.bucket}/chaos", s3_endpoint_url=minio.endpoint,
+                                 access_key=minio.access_key, secret_key=minio.secret_key)  # type: ignore[arg-type]  # fmt: skip
+    lake = Lake(lake_settings)
+    consumer = ConsumerProcess(kafka, lake_settings, work / "consumer-s3down.log")
+    consumer.start()
+    stopped = threading.Event()
+
+    def outage(i: int) -> None:
+        nonlocal minio_record
+        if i == records // 3 and not stopped.is_set():
+            stopped.set()
+            console.print(f"  stopping MinIO for {outage_s:.0f} s")
+            terminate(minio_record.pid)
+            time.sleep(outage_s)
+            minio_record = minio.start()
+            console.print("  MinIO back")
+
+    try:
+        produced = produce(kafka, quote_messages(records), during=outage)
+        wait_for_rows(lake, produced, 600, produced)
+        consumer.stop()
+        rows, lost, dup = count_lake(lake, produced)
+    finally:
+        terminate(minio_record.pid)
+    return Scenario(f"object store stopped for {outage_s:.0f} s", produced, rows, lost, dup)
+
+
+def run_chaos(out_dir: Path, records: int = 1_000_000, seed: int = 20251128, outage_s: float = 30.0) -> dict[str, Any]:
+    rng = random.Random(seed)  # noqa: S311 - reproducible fault points, not security
+    work = Path(tempfile.mkdtemp(prefix="stockpipe-chaos-"))
+    broker = KafkaBroker(work / "kafka", free_port(), free_port(), heap="1g")
+    record = broker.start()
+    scenarios: list[Scenario] = []
+    try:
+        console.rule("consumer SIGKILLed at 10 random points")
+        scenarios.append(consumer_killed(broker, work, records, 10, rng))
+        console.rule("broker restarted mid-stream")
+        scenario, record = broker_restarted(broker, record, work, records // 2)
+        scenarios.append(scenario)
+        console.rule("object store stopped")
+        scenarios.append(object_store_stopped(broker, work, records // 4, outage_s))
+    finally:
+        KafkaBroker.stop(record)
+        shutil.rmtree(work, ignore_errors=True)
+    result = {"seed": seed, "scenarios": [asdict(s) for s in scenarios]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "chaos.json").write_text(json.dumps(result, indent=2) + "\n")
+    for s in scenarios:
+        console.print(
+            f"{s.name}: produced {s.produced:,}, in lake {s.in_lake:,}, lost {s.lost}, duplicated {s.duplicated}"
+        )
+    return result
