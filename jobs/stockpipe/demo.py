@@ -63,7 +63,7 @@ def demo_command(
             kafka=kafka, symbols=DEMO_SYMBOLS, replay_date=day, replay_speed=speed, metrics_port=0
         )
         producer = build_producer(settings, threading.Event())
-        producer._static = Watchlist(symbols=DEMO_SYMBOLS, sources=["quotes", "trades"], pollIntervalSeconds=15)
+        producer._static = Watchlist(symbols=DEMO_SYMBOLS, sources=["quotes", "trades"], poll_interval_seconds=15)
         stats = producer.run()
         console.print(f"published {stats.published:,} quotes ({stats.deduplicated:,} unchanged quotes not re-sent)")
 

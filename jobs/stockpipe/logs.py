@@ -49,9 +49,11 @@ class RedactingFilter(logging.Filter):
     """Masks secrets in records that other formatters (rich, Airflow) render."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(str(record.msg))
-        if record.args:
-            record.args = tuple(redact(str(a)) for a in record.args) if isinstance(record.args, tuple) else record.args
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = redact(message), None
         return True
 
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from stockpipe.contracts.messages import TIMESTAMP
 
-_FIELDS: list[pa.Field] = (  # type: ignore[type-arg]
+_FIELDS: list[pa.Field] = (
     [
         pa.field("symbol", pa.string(), nullable=False),
         pa.field("date", pa.date32(), nullable=False),  # the NYSE session

@@ -156,9 +156,10 @@ class FinnhubStandin(HttpStandin):
             self.symbols_requested[symbol] += 1
         today = self.clock().astimezone(calendar.NEW_YORK).date()
         days: list[date] = [
-            d for d in calendar.sessions_between(start, min(end, today))
+            d
+            for d in calendar.sessions_between(start, min(end, today))
             if symbol not in self.unknown_symbols and SYMBOL_RE.match(symbol)
-        ]  # fmt: skip
+        ]
         if not days:
             return 200, {"s": "no_data"}, {}
         bars = [self.market.daily_bar(symbol, d) for d in days]

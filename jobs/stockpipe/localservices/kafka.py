@@ -48,11 +48,22 @@ def ensure_kafka_jars() -> Path:
     require("java", "install Java 17 (Debian: apt-get install openjdk-17-jre-headless)")
     staging = Path(tempfile.mkdtemp(prefix="kafka-libs-", dir=cache_dir()))
     result = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(_POM), f"-Dkafka.version={KAFKA_VERSION}",
-         f"-Dmaven.repo.local={cache_dir() / 'm2'}", "dependency:copy-dependencies",
-         "-DincludeScope=runtime", f"-DoutputDirectory={staging}"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(_POM),
+            f"-Dkafka.version={KAFKA_VERSION}",
+            f"-Dmaven.repo.local={cache_dir() / 'm2'}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={staging}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if result.returncode != 0:
         shutil.rmtree(staging, ignore_errors=True)
         raise ServiceError(f"could not fetch Kafka {KAFKA_VERSION} jars from Maven Central:\n{result.stdout[-3000:]}")
@@ -114,8 +125,10 @@ class KafkaBroker:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
                 [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if fmt.returncode != 0:
                 raise ServiceError(f"Kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
         pid = spawn([*jvm, "kafka.Kafka", str(props)], self.log_file)

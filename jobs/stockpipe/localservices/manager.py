@@ -138,9 +138,14 @@ def status() -> dict[str, tuple[bool, str]]:
             if name == "kafka":
                 detail = check_kafka(record.extra["bootstrap"])
             elif name == "minio":
-                server = MinioServer(Path(record.extra["data_dir"]), record.ports["api"], record.ports["console"],
-                                     bucket=record.extra["bucket"], access_key=record.extra["access_key"],
-                                     secret_key=record.extra["secret_key"])  # fmt: skip
+                server = MinioServer(
+                    Path(record.extra["data_dir"]),
+                    record.ports["api"],
+                    record.ports["console"],
+                    bucket=record.extra["bucket"],
+                    access_key=record.extra["access_key"],
+                    secret_key=record.extra["secret_key"],
+                )
                 detail = check_object_store(server.filesystem(), server.bucket)
             else:
                 path = "/_standin/stats" if name == "finnhub" else "/_standin/messages"
@@ -164,12 +169,14 @@ def env_exports() -> dict[str, str]:
     if kafka := running("kafka"):
         env["STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS"] = kafka.extra["bootstrap"]
     if minio := running("minio"):
-        env.update({
-            "STOCKPIPE_LAKE__URL": f"s3://{minio.extra['bucket']}",
-            "STOCKPIPE_LAKE__S3_ENDPOINT_URL": minio.extra["endpoint"],
-            "STOCKPIPE_LAKE__ACCESS_KEY": minio.extra["access_key"],
-            "STOCKPIPE_LAKE__SECRET_KEY": minio.extra["secret_key"],
-        })  # fmt: skip
+        env.update(
+            {
+                "STOCKPIPE_LAKE__URL": f"s3://{minio.extra['bucket']}",
+                "STOCKPIPE_LAKE__S3_ENDPOINT_URL": minio.extra["endpoint"],
+                "STOCKPIPE_LAKE__ACCESS_KEY": minio.extra["access_key"],
+                "STOCKPIPE_LAKE__SECRET_KEY": minio.extra["secret_key"],
+            }
+        )
     if finnhub := running("finnhub"):
         env["STOCKPIPE_FINNHUB_API_URL"] = finnhub.extra["api_url"]
     if slack := running("slack"):

@@ -70,10 +70,14 @@ class MinioServer:
             "MINIO_CI_CD": "1",
         }
         argv = [
-            str(binary), "server", str(self.data_dir / "data"),
-            "--address", f"127.0.0.1:{self.port}",
-            "--console-address", f"127.0.0.1:{self.console_port}",
-        ]  # fmt: skip
+            str(binary),
+            "server",
+            str(self.data_dir / "data"),
+            "--address",
+            f"127.0.0.1:{self.port}",
+            "--console-address",
+            f"127.0.0.1:{self.console_port}",
+        ]
         pid = spawn(argv, self.log_file, env=env)
         wait_until(self.ready, 60, "MinIO", pid=pid, log=self.log_file)
         self.create_bucket()

@@ -42,26 +42,60 @@ def quote_messages(n: int) -> list[dict[str, Any]]:
         symbol = SYMBOLS[i % len(SYMBOLS)]
         ts = SESSION_OPEN + timedelta(milliseconds=100 * (i // len(SYMBOLS)))
         price = 100.0 + (i % 997) / 100
-        out.append({"schema": QUOTE_V1.name, "symbol": symbol, "quote_ts": iso(ts), "fetched_at": iso(ts + timedelta(seconds=1)),
-                    "source": "bench", "price": price, "change": 0.5, "change_pct": 0.5, "day_high": price + 1,
-                    "day_low": price - 1, "day_open": price, "prev_close": price - 0.5})  # fmt: skip
+        out.append(
+            {
+                "schema": QUOTE_V1.name,
+                "symbol": symbol,
+                "quote_ts": iso(ts),
+                "fetched_at": iso(ts + timedelta(seconds=1)),
+                "source": "bench",
+                "price": price,
+                "change": 0.5,
+                "change_pct": 0.5,
+                "day_high": price + 1,
+                "day_low": price - 1,
+                "day_open": price,
+                "prev_close": price - 0.5,
+            }
+        )
     return out
 
 
 def kcat_produce(bootstrap: str, topic: str, lines: Path) -> float:
     start = time.perf_counter()
     subprocess.run(
-        ["kcat", "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-l", "-X", "enable.idempotence=true",
-         "-X", "acks=all", "-X", "linger.ms=20", "-X", "compression.type=lz4", str(lines)],
+        [
+            "kcat",
+            "-P",
+            "-b",
+            bootstrap,
+            "-t",
+            topic,
+            "-K",
+            "\t",
+            "-l",
+            "-X",
+            "enable.idempotence=true",
+            "-X",
+            "acks=all",
+            "-X",
+            "linger.ms=20",
+            "-X",
+            "compression.type=lz4",
+            str(lines),
+        ],
         check=True,
-    )  # fmt: skip
+    )
     return time.perf_counter() - start
 
 
 def kcat_read(bootstrap: str, topic: str, expected: int) -> float:
     start = time.perf_counter()
-    out = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%o\n"],
-                         check=True, capture_output=True)  # fmt: skip
+    out = subprocess.run(
+        ["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%o\n"],
+        check=True,
+        capture_output=True,
+    )
     elapsed = time.perf_counter() - start
     got = out.stdout.count(b"\n")
     if got != expected:
@@ -114,9 +148,14 @@ def run_stream_bench(out_dir: Path, records: int = 1_000_000, backlog: int = 5_0
         console.print("consumer: ours")
         lake_settings = LakeSettings(url=f"file://{work / 'lake'}")
         settings = ConsumerSettings(
-            kafka=KafkaSettings(bootstrap_servers=bootstrap, topic_quotes="ours", topic_trades="unused-t", topic_dlq="unused-d"),
-            lake=lake_settings, metrics_port=0, group_id="bench", window_seconds=3600,
-        )  # fmt: skip
+            kafka=KafkaSettings(
+                bootstrap_servers=bootstrap, topic_quotes="ours", topic_trades="unused-t", topic_dlq="unused-d"
+            ),
+            lake=lake_settings,
+            metrics_port=0,
+            group_id="bench",
+            window_seconds=3600,
+        )
         ensure_topic(bootstrap, "unused-t")
         ensure_topic(bootstrap, "unused-d")
         consumer = LakeConsumer(settings)
@@ -149,7 +188,7 @@ def run_stream_bench(out_dir: Path, records: int = 1_000_000, backlog: int = 5_0
     return result
 
 
-def backlog_peak_rss(bootstrap: str, lines: Path, per_file: int, backlog: int, work: Path) -> float:  # noqa: PLR0913
+def backlog_peak_rss(bootstrap: str, lines: Path, per_file: int, backlog: int, work: Path) -> float:
     """Peak resident memory of a consumer process draining a backlog of `backlog` messages."""
     for _ in range(backlog // per_file):
         kcat_produce(bootstrap, "backlog", lines)
@@ -167,8 +206,12 @@ def backlog_peak_rss(bootstrap: str, lines: Path, per_file: int, backlog: int, w
         "STOCKPIPE_METRICS_PORT": "0",
         "STOCKPIPE_WINDOW_SECONDS": "3600",
     }
-    proc = subprocess.Popen([sys.executable, "-m", "stockpipe.cli", "consumer"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stockpipe.cli", "consumer"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     lake = Lake(LakeSettings(url=f"file://{work / 'backlog-lake'}"))
     peak_kib = 0
     deadline = time.monotonic() + 900

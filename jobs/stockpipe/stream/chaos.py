@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import SecretStr
 from rich.console import Console
 
 from stockpipe.contracts.messages import QUOTE_V1
@@ -95,8 +96,9 @@ class ConsumerProcess:
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "stockpipe.cli", "consumer"], env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "stockpipe.cli", "consumer"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
 
     def kill(self) -> None:
         assert self.proc is not None
@@ -129,14 +131,20 @@ def produce(kafka: KafkaSettings, messages: list[dict[str, Any]], during: Callab
             during(i)
     if publisher.flush(180):
         raise RuntimeError("messages still unacknowledged after 180 s")
+    acknowledged = publisher.delivered
     publisher.watermark(kafka.topic_quotes, SESSION_OPEN + timedelta(days=1))
     publisher.flush(60)
-    return publisher.delivered
+    return acknowledged
 
 
 def topics(broker: KafkaBroker, name: str) -> KafkaSettings:
-    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap, topic_quotes=f"{name}-quotes", topic_trades=f"{name}-trades",
-                          topic_dlq=f"{name}-dlq", topic_heartbeats=f"{name}-heartbeats")  # fmt: skip
+    kafka = KafkaSettings(
+        bootstrap_servers=broker.bootstrap,
+        topic_quotes=f"{name}-quotes",
+        topic_trades=f"{name}-trades",
+        topic_dlq=f"{name}-dlq",
+        topic_heartbeats=f"{name}-heartbeats",
+    )
     ensure_pipeline_topics(kafka, partitions=3)
     return kafka
 
@@ -156,8 +164,14 @@ def consumer_killed(broker: KafkaBroker, work: Path, records: int, kills: int, r
     wait_for_rows(lake, produced, 600, produced)
     consumer.stop()
     rows, lost, dup = count_lake(lake, produced)
-    return Scenario("consumer SIGKILLed at 10 random points", produced, rows, lost, dup,
-                    f"killed after {', '.join(f'{p:,}' for p in points)} rows were in the lake")  # fmt: skip
+    return Scenario(
+        "consumer SIGKILLed at 10 random points",
+        produced,
+        rows,
+        lost,
+        dup,
+        f"killed after {', '.join(f'{p:,}' for p in points)} rows were in the lake",
+    )
 
 
 def broker_restarted(broker: KafkaBroker, record: Any, work: Path, records: int) -> tuple[Scenario, Any]:
@@ -187,8 +201,12 @@ def object_store_stopped(broker: KafkaBroker, work: Path, records: int, outage_s
     kafka = topics(broker, "s3down")
     minio = MinioServer(work / "minio", free_port(), free_port())
     minio_record = minio.start()
-    lake_settings = LakeSettings(url=f"s3://{minio.bucket}/chaos", s3_endpoint_url=minio.endpoint,
-                                 access_key=minio.access_key, secret_key=minio.secret_key)  # type: ignore[arg-type]  # fmt: skip
+    lake_settings = LakeSettings(
+        url=f"s3://{minio.bucket}/chaos",
+        s3_endpoint_url=minio.endpoint,
+        access_key=SecretStr(minio.access_key),
+        secret_key=SecretStr(minio.secret_key),
+    )
     lake = Lake(lake_settings)
     consumer = ConsumerProcess(kafka, lake_settings, work / "consumer-s3down.log")
     consumer.start()

@@ -116,8 +116,15 @@ class LakeConsumer:
                 "isolation.level": "read_committed",
             }
         )
-        self.dlq = Producer({**k.client_config(), "enable.idempotence": True, "acks": "all",
-                             "message.max.bytes": 10 * 1024 * 1024, "linger.ms": 50})  # fmt: skip
+        self.dlq = Producer(
+            {
+                **k.client_config(),
+                "enable.idempotence": True,
+                "acks": "all",
+                "message.max.bytes": 10 * 1024 * 1024,
+                "linger.ms": 50,
+            }
+        )
         self.heartbeat = Heartbeat(k, "consumer", settings.heartbeat_seconds)
 
     # -- partition assignment ------------------------------------------------------------------
@@ -144,8 +151,14 @@ class LakeConsumer:
                 window_s=self.settings.dlq_window_seconds if plan.schema is DLQ_V1 else self.settings.window_seconds,
                 flush=self._write_object,
             )
-            log.info("assigned %s[%d]: resume at %s (lake %s, committed %s)", tp.topic, tp.partition, resume,
-                     in_lake, committed.get((tp.topic, tp.partition)))  # fmt: skip
+            log.info(
+                "assigned %s[%d]: resume at %s (lake %s, committed %s)",
+                tp.topic,
+                tp.partition,
+                resume,
+                in_lake,
+                committed.get((tp.topic, tp.partition)),
+            )
         consumer.assign(partitions)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -160,8 +173,13 @@ class LakeConsumer:
             state = self.partitions.pop((tp.topic, tp.partition), None)
             self._to_commit.pop((tp.topic, tp.partition), None)
             if state:
-                log.info("%s %s[%d]: %d buffered rows dropped, re-read by the next owner", why, tp.topic,
-                         tp.partition, state.buffered)  # fmt: skip
+                log.info(
+                    "%s %s[%d]: %d buffered rows dropped, re-read by the next owner",
+                    why,
+                    tp.topic,
+                    tp.partition,
+                    state.buffered,
+                )
                 state.drop()
 
     # -- writing ---------------------------------------------------------------------------------
@@ -255,8 +273,12 @@ class LakeConsumer:
             except KafkaException as exc:
                 COMMIT_FAILURES.inc()
                 err = exc.args[0]
-                if err.code() in (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION,
-                                  KafkaError.REBALANCE_IN_PROGRESS, KafkaError._NO_OFFSET):  # fmt: skip
+                if err.code() in (
+                    KafkaError.UNKNOWN_MEMBER_ID,
+                    KafkaError.ILLEGAL_GENERATION,
+                    KafkaError.REBALANCE_IN_PROGRESS,
+                    KafkaError._NO_OFFSET,
+                ):
                     # Not ours any more: the objects are in the lake and the next owner resumes from it.
                     log.warning("commit skipped (%s); the lake keeps the progress", err.name())
                     self._to_commit.clear()
@@ -352,8 +374,13 @@ class LakeConsumer:
                     break
                 self.dlq.poll(0)
                 self._commit_pending()
-                if self.heartbeat.beat_if_due({"rows": self.stats.rows, "files": self.stats.files,
-                                               "buffered": sum(s.buffered for s in self.partitions.values())}):  # fmt: skip
+                if self.heartbeat.beat_if_due(
+                    {
+                        "rows": self.stats.rows,
+                        "files": self.stats.files,
+                        "buffered": sum(s.buffered for s in self.partitions.values()),
+                    }
+                ):
                     self._mark_dead_letters()
         finally:
             # SIGTERM: complete objects are already written and committed; partial ones are re-read later.
@@ -377,5 +404,10 @@ def run_consumer(settings: ConsumerSettings) -> None:
     stats = consumer.run()
     if server:
         server.stop()
-    log.info("consumer stopped: %d messages, %d rows in %d objects, %d dead letters",
-             stats.messages, stats.rows, stats.files, stats.dead_letters)  # fmt: skip
+    log.info(
+        "consumer stopped: %d messages, %d rows in %d objects, %d dead letters",
+        stats.messages,
+        stats.rows,
+        stats.files,
+        stats.dead_letters,
+    )

@@ -33,8 +33,13 @@ class Heartbeat:
         if now - self._last < self.every_s:
             return False
         self._last = now
-        value = {"schema": HEARTBEAT_V1, "component": self.component, "host": self.host,
-                 "at": iso(datetime.now(UTC)), **detail}  # fmt: skip
+        value = {
+            "schema": HEARTBEAT_V1,
+            "component": self.component,
+            "host": self.host,
+            "at": iso(datetime.now(UTC)),
+            **detail,
+        }
         try:
             self._producer.produce(self.topic, orjson.dumps(value), key=self.component.encode())
             self._producer.poll(0)

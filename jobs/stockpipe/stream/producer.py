@@ -221,8 +221,13 @@ class QuoteProducer:
                         break
                     sleep_s = min(60.0, (calendar.next_open(now) - now).total_seconds())
                 self.publisher.poll()
-                self.heartbeat.beat_if_due({"market_open": self._in_hours(now), "symbols": len(self.next_due),
-                                            "published": self.stats.published})  # fmt: skip
+                self.heartbeat.beat_if_due(
+                    {
+                        "market_open": self._in_hours(now),
+                        "symbols": len(self.next_due),
+                        "published": self.stats.published,
+                    }
+                )
                 if not self.clock.sleep(sleep_s):
                     break
         finally:
@@ -288,6 +293,10 @@ def run_producer(settings: ProducerSettings) -> ProducerStats:
             trades.join(timeout=10)
         if server:
             server.stop()
-    log.info("producer stopped: %d published, %d deduplicated, rejected %s",
-             stats.published, stats.deduplicated, stats.rejected)  # fmt: skip
+    log.info(
+        "producer stopped: %d published, %d deduplicated, rejected %s",
+        stats.published,
+        stats.deduplicated,
+        stats.rejected,
+    )
     return stats

@@ -117,8 +117,13 @@ class Publisher:
         keys = [str(m.get("symbol", "")).encode() for m in messages]
         validator = self._validators.setdefault(schema.name, BatchValidator(schema))
         n = len(values)
-        checked = validator.check(values, keys, np.zeros(n, np.int64), np.arange(n, dtype=np.int64),
-                                  np.full(n, int(time.time() * 1000), np.int64))  # fmt: skip
+        checked = validator.check(
+            values,
+            keys,
+            np.zeros(n, np.int64),
+            np.arange(n, dtype=np.int64),
+            np.full(n, int(time.time() * 1000), np.int64),
+        )
         bad = {r.offset for r in checked.rejects}
         for r in checked.rejects:
             result.rejected[r.reason] = result.rejected.get(r.reason, 0) + 1

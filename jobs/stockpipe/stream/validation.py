@@ -75,8 +75,13 @@ class BatchValidator:
             blob = b"\n".join(v.translate(_FRAMING) for v in values)
         return pj.read_json(io.BytesIO(blob), read_options=self._read_options, parse_options=self._parse_options)
 
-    def _parse_bisect(self, values: Sequence[bytes], idx: np.ndarray, out: list[tuple[np.ndarray, pa.Table]],
-                      bad: list[tuple[int, str]]) -> None:  # fmt: skip
+    def _parse_bisect(
+        self,
+        values: Sequence[bytes],
+        idx: np.ndarray,
+        out: list[tuple[np.ndarray, pa.Table]],
+        bad: list[tuple[int, str]],
+    ) -> None:
         try:
             out.append((idx, self._parse([values[i] for i in idx])))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -177,8 +182,9 @@ class BatchValidator:
         valid = valid.cast(self.schema.lake_schema())
         rejects = [
             Reject(r, int(partitions[i]), int(offsets[i]), values[i], keys[i], int(timestamps_ms[i]))
-            for i, r in enumerate(reasons) if r is not None
-        ]  # fmt: skip
+            for i, r in enumerate(reasons)
+            if r is not None
+        ]
         return CheckedBatch(valid=valid, rejects=rejects, watermarks=watermarks)
 
     def _check_values(self, table: pa.Table, keys: Sequence[bytes | None]) -> dict[int, str]:

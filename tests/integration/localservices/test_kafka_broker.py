@@ -5,8 +5,8 @@ import uuid
 from confluent_kafka import Consumer, Producer
 
 from stockpipe.localservices.health import check_kafka
-from stockpipe.stream.topics import ensure_topic
 from stockpipe.localservices.kafka import KafkaBroker
+from stockpipe.stream.topics import ensure_topic
 
 
 def test_ten_thousand_records_through_kafka_and_back(kafka_broker: KafkaBroker) -> None:
@@ -14,17 +14,25 @@ def test_ten_thousand_records_through_kafka_and_back(kafka_broker: KafkaBroker) 
     ensure_topic(kafka_broker.bootstrap, topic, partitions=3)
     sent = {f"record-{i}".encode() for i in range(10_000)}
     failures: list[object] = []
-    producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "enable.idempotence": True, "acks": "all",
-                         "linger.ms": 5})  # fmt: skip
+    producer = Producer(
+        {"bootstrap.servers": kafka_broker.bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 5}
+    )
     for i, value in enumerate(sorted(sent)):
-        producer.produce(topic, value, key=str(i % 17).encode(),
-                         on_delivery=lambda err, _msg: failures.append(err) if err else None)  # fmt: skip
+        producer.produce(
+            topic, value, key=str(i % 17).encode(), on_delivery=lambda err, _msg: failures.append(err) if err else None
+        )
         producer.poll(0)
     assert producer.flush(30) == 0
     assert failures == []
 
-    consumer = Consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": topic,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka_broker.bootstrap,
+            "group.id": topic,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.subscribe([topic])
     received: list[bytes] = []
     try:

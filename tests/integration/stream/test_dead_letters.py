@@ -19,10 +19,19 @@ from stockpipe.stream.publisher import Publisher
 Reader = Callable[[Lake, str], tuple[pa.Table, list[StreamObject]]]
 
 GOOD = {
-    "schema": "quote.v1", "symbol": "AAPL", "quote_ts": "2025-11-28T15:00:00Z", "fetched_at": "2025-11-28T15:00:01Z",
-    "source": "synthetic", "price": 190.0, "change": 1.0, "change_pct": 0.5, "day_high": 191.0, "day_low": 188.0,
-    "day_open": 189.0, "prev_close": 189.0,
-}  # fmt: skip
+    "schema": "quote.v1",
+    "symbol": "AAPL",
+    "quote_ts": "2025-11-28T15:00:00Z",
+    "fetched_at": "2025-11-28T15:00:01Z",
+    "source": "synthetic",
+    "price": 190.0,
+    "change": 1.0,
+    "change_pct": 0.5,
+    "day_high": 191.0,
+    "day_low": 188.0,
+    "day_open": 189.0,
+    "prev_close": 189.0,
+}
 
 
 def quote(**changes: object) -> bytes:
@@ -50,9 +59,13 @@ MALFORMED: list[tuple[bytes | None, bytes, str]] = [
     (quote(day_low=200.0), b"AAPL", "inconsistent_range:day_low>day_high"),
     (None, b"AAPL", "empty_message"),
     (quote(source="x" * 20_000), b"AAPL", "oversized"),
-    (b'{"schema":"quote.v1","symbol":"AAPL","quote_ts":"2025-11-28T15:00:00Z","fetched_at":"2025-11-28T15:00:01Z",'
-     b'"source":"s","price":NaN,"day_high":1,"day_low":1,"day_open":1,"prev_close":1}', b"AAPL", "not_finite:price"),
-]  # fmt: skip
+    (
+        b'{"schema":"quote.v1","symbol":"AAPL","quote_ts":"2025-11-28T15:00:00Z","fetched_at":"2025-11-28T15:00:01Z",'
+        b'"source":"s","price":NaN,"day_high":1,"day_low":1,"day_open":1,"prev_close":1}',
+        b"AAPL",
+        "not_finite:price",
+    ),
+]
 
 
 def test_malformed_messages_go_to_the_dlq_with_reasons_and_the_rest_flows(
@@ -63,8 +76,17 @@ def test_malformed_messages_go_to_the_dlq_with_reasons_and_the_rest_flows(
     for i, (value, key, _reason) in enumerate(MALFORMED):
         producer.produce(kafka_topics.topic_quotes, quote(quote_ts=f"2025-11-28T15:{i:02d}:00Z"), key=b"AAPL")
         producer.produce(kafka_topics.topic_quotes, value, key=key)
-    trade = {"schema": "trade.v1", "symbol": "AAPL", "trade_ts": "2025-11-28T15:00:00.123Z", "fetched_at":
-             "2025-11-28T15:00:01Z", "source": "synthetic", "price": 190.1, "size": -5, "seq": 0, "conditions": []}  # fmt: skip
+    trade = {
+        "schema": "trade.v1",
+        "symbol": "AAPL",
+        "trade_ts": "2025-11-28T15:00:00.123Z",
+        "fetched_at": "2025-11-28T15:00:01Z",
+        "source": "synthetic",
+        "price": 190.1,
+        "size": -5,
+        "seq": 0,
+        "conditions": [],
+    }
     producer.produce(kafka_topics.topic_trades, orjson.dumps(trade), key=b"AAPL")
     assert producer.flush(20) == 0
     # As the producer does at the session close: record time moves past the last window.
@@ -73,8 +95,15 @@ def test_malformed_messages_go_to_the_dlq_with_reasons_and_the_rest_flows(
     assert publisher.flush() == 0
 
     # Dead letters close their files within a second (heartbeat watermarks in the DLQ topic).
-    settings = ConsumerSettings(kafka=kafka_topics, lake=file_lake, metrics_port=0, group_id="dlq-test",
-                                window_seconds=60, dlq_window_seconds=1, heartbeat_seconds=0.5)  # fmt: skip
+    settings = ConsumerSettings(
+        kafka=kafka_topics,
+        lake=file_lake,
+        metrics_port=0,
+        group_id="dlq-test",
+        window_seconds=60,
+        dlq_window_seconds=1,
+        heartbeat_seconds=0.5,
+    )
     consumer = LakeConsumer(settings)
     consumer.run(max_idle_s=5)
     # The consumer keeps going: every good quote is in the lake, none of the bad ones.
@@ -87,8 +116,10 @@ def test_malformed_messages_go_to_the_dlq_with_reasons_and_the_rest_flows(
     # The dead letters: reason, original bytes and where they were.
     letters, _ = lake_reader(lake, "dlq")
     got = sorted(zip(letters["reason"].to_pylist(), letters["original_b64"].to_pylist(), strict=True))
-    expected = sorted([(r, base64.b64encode(v or b"").decode()) for v, _k, r in MALFORMED] +
-                      [("negative:size", base64.b64encode(orjson.dumps(trade)).decode())])  # fmt: skip
+    expected = sorted(
+        [(r, base64.b64encode(v or b"").decode()) for v, _k, r in MALFORMED]
+        + [("negative:size", base64.b64encode(orjson.dumps(trade)).decode())]
+    )
     assert got == expected
     assert set(letters["source_topic"].to_pylist()) == {kafka_topics.topic_quotes, kafka_topics.topic_trades}
     assert all(o >= 0 for o in letters["source_offset"].to_pylist())

@@ -53,8 +53,14 @@ def read_topic(kafka: KafkaSettings, topic: str) -> list[dict[str, object]]:
 def finnhub_producer(
     kafka: KafkaSettings, standin: FinnhubStandin, budget: RateBudget, stop: threading.Event, speed: float, **kw: object
 ) -> QuoteProducer:
-    settings = ProducerSettings(kafka=kafka, source="finnhub", finnhub_token=FREE_TOKEN,  # type: ignore[arg-type]
-                                finnhub_api_url=standin.api_url, metrics_port=0, **kw)  # type: ignore[arg-type]  # fmt: skip
+    settings = ProducerSettings(
+        kafka=kafka,
+        source="finnhub",
+        finnhub_token=FREE_TOKEN,  # type: ignore[arg-type]
+        finnhub_api_url=standin.api_url,
+        metrics_port=0,
+        **kw,
+    )  # type: ignore[arg-type]
     clock = ReplayClock(SESSION_OPEN, speed, stop)
     standin.clock = clock.now  # Finnhub's clock and ours agree: quotes move with simulated time
     source = FinnhubQuoteSource(FREE_TOKEN, budget, standin.api_url)
@@ -90,8 +96,14 @@ def test_stale_quotes_are_not_republished_and_zero_quotes_are_rejected(
     finnhub_standin.per_minute = 100_000
     finnhub_standin.stale_symbols = {"IBM"}
     stop = threading.Event()
-    producer = finnhub_producer(kafka_topics, finnhub_standin, RateBudget(100_000, per_second=10_000), stop,
-                                speed=1e9, symbols=["AAPL", "IBM", "ZZZZ"])  # fmt: skip
+    producer = finnhub_producer(
+        kafka_topics,
+        finnhub_standin,
+        RateBudget(100_000, per_second=10_000),
+        stop,
+        speed=1e9,
+        symbols=["AAPL", "IBM", "ZZZZ"],
+    )
     producer._static = Watchlist(symbols=["AAPL", "IBM", "ZZZZ"], pollIntervalSeconds=15)
     for _ in range(4 * 30):  # 30 simulated minutes, a poll every 15 s
         producer.poll_round()
@@ -126,8 +138,10 @@ def test_watchlist_file_reload_starts_and_stops_symbols(kafka_topics: KafkaSetti
     assert producer.watchlist_file is not None
     assert producer.watchlist_file.reloads == 1
     messages = read_topic(kafka_topics, kafka_topics.topic_quotes)
-    fetched = {s: [datetime.fromisoformat(str(m["fetched_at"])) for m in messages if m["symbol"] == s]
-               for s in ("AAPL", "MSFT", "NVDA")}  # fmt: skip
+    fetched = {
+        s: [datetime.fromisoformat(str(m["fetched_at"])) for m in messages if m["symbol"] == s]
+        for s in ("AAPL", "MSFT", "NVDA")
+    }
     assert len(fetched["MSFT"]) == 20
     assert max(fetched["AAPL"]) < change_at
     assert min(fetched["NVDA"]) >= change_at
@@ -155,8 +169,13 @@ def test_token_never_reaches_the_output(
     setup_logging("DEBUG", json_logs=True)
     finnhub_standin.free_tokens.add(secret)
     stop = threading.Event()
-    settings = ProducerSettings(kafka=kafka_topics, source="finnhub", finnhub_token=secret,  # type: ignore[arg-type]
-                                finnhub_api_url="http://127.0.0.1:9/api/v1", metrics_port=0)  # fmt: skip
+    settings = ProducerSettings(
+        kafka=kafka_topics,
+        source="finnhub",
+        finnhub_token=secret,  # type: ignore[arg-type]
+        finnhub_api_url="http://127.0.0.1:9/api/v1",
+        metrics_port=0,
+    )
     # First a dead endpoint (connection errors print the URL with the token), then the stand-in.
     dead = FinnhubQuoteSource(secret, RateBudget(6000), "http://127.0.0.1:9/api/v1", attempts=2)
     producer = QuoteProducer(settings, dead, ReplayClock(SESSION_OPEN, 1e9, stop), stop)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from datetime import date
@@ -64,8 +65,9 @@ def test_resume_from_the_lake_after_a_restart(
     day = date(2025, 12, 1)
     replay(kafka_topics, day)
     # First incarnation writes a few files then "crashes" before committing anything.
-    first = ConsumerSettings(kafka=kafka_topics, lake=file_lake, metrics_port=0, group_id="resume",
-                             max_records_per_file=200, batch_size=500)  # fmt: skip
+    first = ConsumerSettings(
+        kafka=kafka_topics, lake=file_lake, metrics_port=0, group_id="resume", max_records_per_file=200, batch_size=500
+    )
     c1 = LakeConsumer(first)
     c1._commit_pending = lambda: None  # type: ignore[method-assign]  # simulate: died before every commit
     c1.consumer.subscribe([kafka_topics.topic_quotes], on_assign=c1._on_assign)
@@ -83,6 +85,6 @@ def test_resume_from_the_lake_after_a_restart(
     for o in sorted(objects, key=lambda o: o.first_offset):
         per_partition.setdefault(o.partition, []).append(o)
     for objs in per_partition.values():  # contiguous, no overlap
-        for a, b in zip(objs, objs[1:], strict=False):
+        for a, b in itertools.pairwise(objs):
             assert b.first_offset > a.last_offset
     assert c2.stats.rows + c1.stats.rows == quotes.num_rows

@@ -69,10 +69,15 @@ def test_calendar_cli_prints_one_json_object_per_date() -> None:
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert lines == [
-        {"date": "2025-11-28", "session": True, "open_utc": "2025-11-28T14:30:00Z",
-         "close_utc": "2025-11-28T18:00:00Z", "early_close": True},
+        {
+            "date": "2025-11-28",
+            "session": True,
+            "open_utc": "2025-11-28T14:30:00Z",
+            "close_utc": "2025-11-28T18:00:00Z",
+            "early_close": True,
+        },
         {"date": "2025-01-09", "session": False, "open_utc": None, "close_utc": None, "early_close": False},
-    ]  # fmt: skip
+    ]
 
 
 def test_calendar_cli_rejects_a_bad_date() -> None:

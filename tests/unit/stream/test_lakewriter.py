@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -20,13 +21,22 @@ def rows(offsets: list[int], seconds: list[float]) -> pa.Table:
     ts = [START + timedelta(seconds=s) for s in seconds]
     return pa.table(
         {
-            "symbol": ["AAPL"] * n, "quote_ts": ts, "fetched_at": ts, "source": ["t"] * n,
-            "price": [1.0] * n, "change": [None] * n, "change_pct": [None] * n, "day_high": [1.0] * n,
-            "day_low": [1.0] * n, "day_open": [1.0] * n, "prev_close": [1.0] * n,
-            "kafka_partition": pa.array([0] * n, pa.int32()), "kafka_offset": pa.array(offsets, pa.int64()),
+            "symbol": ["AAPL"] * n,
+            "quote_ts": ts,
+            "fetched_at": ts,
+            "source": ["t"] * n,
+            "price": [1.0] * n,
+            "change": [None] * n,
+            "change_pct": [None] * n,
+            "day_high": [1.0] * n,
+            "day_low": [1.0] * n,
+            "day_open": [1.0] * n,
+            "prev_close": [1.0] * n,
+            "kafka_partition": pa.array([0] * n, pa.int32()),
+            "kafka_offset": pa.array(offsets, pa.int64()),
         },
         schema=QUOTE_V1.lake_schema(),
-    )  # fmt: skip
+    )
 
 
 def cut(
@@ -35,7 +45,7 @@ def cut(
     out: list[tuple[StreamObject, bytes]] = []
     files = PartitionFiles(QUOTE_V1, "quotes", 0, 0, 0, max_records, 60, lambda o, b, _n: out.append((o, b)))
     bounds = [0, *splits, table.num_rows]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         piece = table.slice(a, b - a)
         offs = piece["kafka_offset"].to_pylist()
         lo, hi = (offs[0], offs[-1]) if offs else (0, -1)
@@ -54,7 +64,7 @@ def test_same_files_whatever_the_batching() -> None:
         splits = sorted(rng.sample(range(1, 120), rng.randint(1, 30)))
         assert cut(table, splits, []) == reference
     names = [o for o, _ in reference]
-    assert all(b.first_offset > a.last_offset for a, b in zip(names, names[1:], strict=False))
+    assert all(b.first_offset > a.last_offset for a, b in itertools.pairwise(names))
     assert all(o.last_offset - o.first_offset <= 2 * 6 for o in names)  # at most 7 records each
 
 
