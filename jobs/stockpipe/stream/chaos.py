@@ -159,6 +159,7 @@ def consumer_killed(broker: KafkaBroker, work: Path, records: int, kills: int, r
     for point in points:
         consumer.start()
         wait_for_rows(lake, point, 300, produced)
+        time.sleep(rng.uniform(0.0, 1.5))  # anywhere: mid-batch, mid-write, between write and commit
         consumer.kill()  # SIGKILL: no flush, no commit, no goodbye
     consumer.start()
     wait_for_rows(lake, produced, 600, produced)
@@ -194,7 +195,8 @@ def broker_restarted(broker: KafkaBroker, record: Any, work: Path, records: int)
     wait_for_rows(lake, produced, 600, produced)
     consumer.stop()
     rows, lost, dup = count_lake(lake, produced)
-    return Scenario("broker restarted mid-stream", produced, rows, lost, dup), state["record"]
+    detail = "the broker was stopped for 5 s with messages in flight; producer and consumer rode it out"
+    return Scenario("broker restarted mid-stream", produced, rows, lost, dup, detail), state["record"]
 
 
 def object_store_stopped(broker: KafkaBroker, work: Path, records: int, outage_s: float) -> Scenario:
@@ -229,7 +231,15 @@ def object_store_stopped(broker: KafkaBroker, work: Path, records: int, outage_s
         rows, lost, dup = count_lake(lake, produced)
     finally:
         terminate(minio_record.pid)
-    return Scenario(f"object store stopped for {outage_s:.0f} s", produced, rows, lost, dup)
+    retries = (work / "consumer-s3down.log").read_text().count("retrying")
+    return Scenario(
+        f"object store stopped for {outage_s:.0f} s",
+        produced,
+        rows,
+        lost,
+        dup,
+        f"the consumer retried lake writes {retries} times during the outage",
+    )
 
 
 def run_chaos(out_dir: Path, records: int = 1_000_000, seed: int = 20251128, outage_s: float = 30.0) -> dict[str, Any]:
