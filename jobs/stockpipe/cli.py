@@ -8,6 +8,8 @@ from stockpipe.bench_cli import bench_app
 from stockpipe.demo import demo_command
 from stockpipe.localservices.cli import services_app
 from stockpipe.marketdata.cli import calendar_command
+from stockpipe.operator.configmap_mirror import mirror_command
+from stockpipe.operator.main import operator_command
 from stockpipe.stream.cli import consumer_command, producer_command
 
 app = typer.Typer(
@@ -19,6 +21,8 @@ app.command("calendar")(calendar_command)
 app.command("demo")(demo_command)
 app.command("producer")(producer_command)
 app.command("consumer")(consumer_command)
+app.command("operator")(operator_command)
+app.command("watchlist-mirror")(mirror_command)
 
 
 if __name__ == "__main__":

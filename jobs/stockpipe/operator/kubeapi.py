@@ -1,0 +1,72 @@
+"""ConfigMap reads and writes through kopf's own API client.
+
+kopf has no public client for objects other than the handled ones; its internal one already has
+the operator's credentials (in-cluster service account, kubeconfig, or a login handler), retries
+and timeouts. This is the only module that imports kopf internals, so an upgrade of the pinned
+kopf (1.45.2) is checked here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, cast
+from urllib.parse import quote
+
+import kopf
+from kopf._cogs.clients import api, auth, errors
+from kopf._cogs.structs import credentials
+
+ApiError = errors.APIError
+ConflictError = errors.APIConflictError
+
+_MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+
+
+def configmaps_url(namespace: str, name: str | None = None) -> str:
+    url = f"/api/v1/namespaces/{quote(namespace, safe='')}/configmaps"
+    return f"{url}/{quote(name, safe='')}" if name else url
+
+
+async def read_configmap(
+    namespace: str, name: str, *, settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> dict[str, Any] | None:
+    """The ConfigMap, or None when there is none."""
+    try:
+        body = await api.get(configmaps_url(namespace, name), settings=settings, logger=logger)
+    except errors.APINotFoundError:
+        return None
+    return cast(dict[str, Any], body)
+
+
+async def create_configmap(
+    body: Mapping[str, Any], *, settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> None:
+    namespace = str(body["metadata"]["namespace"])
+    await api.post(configmaps_url(namespace), payload=dict(body), settings=settings, logger=logger)
+
+
+async def patch_configmap(
+    namespace: str,
+    name: str,
+    patch: Mapping[str, Any],
+    *,
+    settings: kopf.OperatorSettings,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    await api.patch(
+        configmaps_url(namespace, name), payload=dict(patch), headers=_MERGE_PATCH, settings=settings, logger=logger
+    )
+
+
+@contextlib.asynccontextmanager
+async def connected(info: kopf.ConnectionInfo) -> AsyncIterator[None]:
+    """Use these credentials for the calls above outside a running operator (the ConfigMap mirror)."""
+    vault = credentials.Vault({"stockpipe": info})
+    token = auth.vault_var.set(vault)
+    try:
+        yield
+    finally:
+        auth.vault_var.reset(token)
+        await vault.close()
