@@ -12,7 +12,6 @@ from pathlib import Path
 import orjson
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from tests.conftest import FREE_TOKEN
 
 from stockpipe.contracts.watchlist import Watchlist
 from stockpipe.localservices.finnhub_standin import FinnhubStandin
@@ -24,6 +23,7 @@ from stockpipe.stream.clock import ReplayClock
 from stockpipe.stream.producer import ProducerSettings, QuoteProducer
 from stockpipe.stream.sources import FinnhubQuoteSource
 from stockpipe.stream.trades import FinnhubTradeStream
+from tests.conftest import FREE_TOKEN
 
 SESSION_OPEN = datetime(2025, 12, 2, 14, 30, tzinfo=UTC)
 
