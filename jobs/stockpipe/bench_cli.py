@@ -34,7 +34,16 @@ def bench_chaos(out: Path = OUT, records: int = 1_000_000, outage_s: float = 30.
         raise typer.Exit(1)
 
 
+@bench_app.command("batch")
+def bench_batch(out: Path = OUT) -> None:
+    """A 500-symbol year-to-date backfill against the Finnhub stand-in: budget used, 429s."""
+    from stockpipe.batch.bench import run_batch_bench
+
+    _show(run_batch_bench(out))
+
+
 @bench_app.command("all")
 def bench_all(out: Path = OUT) -> None:
     """Every benchmark: stream, batch, warehouse."""
     bench_stream(out)
+    bench_batch(out)

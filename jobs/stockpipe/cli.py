@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from stockpipe.batch.cli import history_app
 from stockpipe.bench_cli import bench_app
 from stockpipe.demo import demo_command
 from stockpipe.localservices.cli import services_app
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(services_app, name="services")
 app.add_typer(bench_app, name="bench")
+app.add_typer(history_app, name="history")
 app.command("calendar")(calendar_command)
 app.command("demo")(demo_command)
 app.command("producer")(producer_command)
