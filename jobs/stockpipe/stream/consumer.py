@@ -289,42 +289,52 @@ class LakeConsumer:
 
     # -- the loop --------------------------------------------------------------------------------
     def _process(self, msgs: list[Message]) -> None:
-        by_topic: dict[str, list[Message]] = {}
-        for m in msgs:
-            err = m.error()
-            if err is not None:
+        # One pass over the messages, then column-wise work: per-message Python is the cost here.
+        errors, topics, parts, offs, values, keys, stamps = zip(
+            *[(m.error(), m.topic(), m.partition(), m.offset(), m.value(), m.key(), m.timestamp()[1]) for m in msgs],
+            strict=True,
+        )
+        if any(e is not None for e in errors):
+            for err in (e for e in errors if e is not None):
                 if err.fatal():
                     raise KafkaException(err)
                 log.warning("consumer error: %s", err)
+        partitions_all = np.asarray(parts, dtype=np.int64)
+        offsets_all = np.asarray(offs, dtype=np.int64)
+        stamps_all = np.asarray(stamps, dtype=np.int64)
+        topic_names = set(topics)
+        for topic in topic_names:
+            plan = self.plans.get(topic or "")
+            if plan is None or topic is None:
                 continue
-            by_topic.setdefault(m.topic() or "", []).append(m)
-        for topic, items in by_topic.items():
-            plan = self.plans.get(topic)
-            if plan is None:
-                continue
-            MESSAGES.labels(topic).inc(len(items))
-            self.stats.messages += len(items)
-            partitions = np.fromiter((m.partition() for m in items), dtype=np.int64, count=len(items))
-            offsets = np.fromiter((m.offset() for m in items), dtype=np.int64, count=len(items))
+            keep = np.asarray([t == topic for t in topics], dtype=bool) if len(topic_names) > 1 else None
+            if any(e is not None for e in errors):
+                ok = np.asarray([e is None for e in errors], dtype=bool)
+                keep = ok if keep is None else keep & ok
             # Drop what this incarnation already has (redelivery after a seek) or no longer owns.
-            keep = np.ones(len(items), dtype=bool)
+            partitions = partitions_all if keep is None else partitions_all[keep]
+            offsets = offsets_all if keep is None else offsets_all[keep]
+            fresh = np.zeros(len(partitions), dtype=bool)
             for (t, p), state in self.partitions.items():
                 if t == topic:
-                    keep &= ~((partitions == p) & (offsets < state.position))
-            owned = {p for (t, p) in self.partitions if t == topic}
-            keep &= np.isin(partitions, list(owned))
-            if not keep.all():
-                items = [m for m, k in zip(items, keep, strict=True) if k]
-                partitions, offsets = partitions[keep], offsets[keep]
-            if not items:
+                    fresh |= (partitions == p) & (offsets >= state.position)
+            if keep is None:
+                keep = fresh
+                if keep.all():
+                    keep = None
+            else:
+                keep[keep] = fresh
+            if keep is None:
+                vals, ks, ts = list(values), list(keys), stamps_all
+            else:
+                idx = np.flatnonzero(keep)
+                vals, ks, ts = [values[i] for i in idx], [keys[i] for i in idx], stamps_all[idx]
+                partitions, offsets = partitions_all[idx], offsets_all[idx]
+            if not len(vals):
                 continue
-            checked = plan.validator.check(
-                [m.value() for m in items],
-                [m.key() for m in items],
-                partitions,
-                offsets,
-                np.fromiter((m.timestamp()[1] for m in items), dtype=np.int64, count=len(items)),
-            )
+            MESSAGES.labels(topic).inc(len(vals))
+            self.stats.messages += len(vals)
+            checked = plan.validator.check(vals, ks, partitions, offsets, ts)
             self._send_dead_letters(topic, checked.rejects)
             self._route(topic, checked, partitions, offsets)
 
