@@ -28,7 +28,8 @@ from stockpipe.localservices.process import (
 from stockpipe.localservices.versions import HELM_MODULE, HELM_VERSION, KUBECONFORM_MODULE, KUBECONFORM_VERSION
 from stockpipe.paths import state_dir
 
-SERVICES = ("kafka", "minio", "finnhub", "slack")
+SERVICES = ("kafka", "minio", "finnhub", "slack", "tiingo")
+_STATUS_PATH = {"finnhub": "/_standin/stats", "tiingo": "/_standin/stats", "slack": "/_standin/messages"}
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,12 @@ class Ports:
     minio_console: int = 19001
     finnhub: int = 19080
     slack: int = 19081
+    tiingo: int = 19082
 
     @classmethod
     def from_base(cls, base: int) -> Ports:
         """All ports shifted together, so a second set of services can run beside the first."""
-        return cls(base + 92, base + 93, base, base + 1, base + 80, base + 81)
+        return cls(base + 92, base + 93, base, base + 1, base + 80, base + 81, base + 82)
 
 
 def _record_path(name: str) -> Path:
@@ -69,11 +71,12 @@ def _start_standin(name: str, port: int, extra: dict[str, str]) -> ProcessRecord
     argv = [sys.executable, "-m", "stockpipe.localservices.standin_main", name, "--port", str(port)]
     if name == "finnhub":
         argv += ["--free-token", extra["free_token"], "--premium-token", extra["premium_token"]]
+    elif name == "tiingo":
+        argv += ["--free-token", extra["token"]]
     pid = spawn(argv, log)
 
     def ready() -> bool:
-        path = "/_standin/stats" if name == "finnhub" else "/_standin/messages"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{_STATUS_PATH[name]}", timeout=2) as resp:
             return bool(resp.status == 200)
 
     wait_until(ready, 20, f"{name} stand-in", pid=pid, log=log)
@@ -102,6 +105,11 @@ def up(
             tokens = {"free_token": secrets.token_hex(10), "premium_token": secrets.token_hex(10)}
             record = _start_standin(
                 "finnhub", ports.finnhub, {**tokens, "api_url": f"http://127.0.0.1:{ports.finnhub}/api/v1"}
+            )
+        elif name == "tiingo":
+            _check_free({"tiingo": ports.tiingo})
+            record = _start_standin(
+                "tiingo", ports.tiingo, {"token": secrets.token_hex(10), "api_url": f"http://127.0.0.1:{ports.tiingo}"}
             )
         else:
             _check_free({"slack": ports.slack})
@@ -148,14 +156,15 @@ def status() -> dict[str, tuple[bool, str]]:
                 )
                 detail = check_object_store(server.filesystem(), server.bucket)
             else:
-                path = "/_standin/stats" if name == "finnhub" else "/_standin/messages"
-                with urllib.request.urlopen(f"http://127.0.0.1:{record.ports['http']}{path}", timeout=5) as resp:
+                url = f"http://127.0.0.1:{record.ports['http']}{_STATUS_PATH[name]}"
+                with urllib.request.urlopen(url, timeout=5) as resp:
                     body = json.loads(resp.read())
-                served = (
-                    f"{len(body)} messages recorded"
-                    if name == "slack"
-                    else f"{sum(body['calls_by_path'].values())} calls served"
-                )
+                if name == "slack":
+                    served = f"{len(body)} messages recorded"
+                elif name == "tiingo":
+                    served = f"{body['calls']} calls served"
+                else:
+                    served = f"{sum(body['calls_by_path'].values())} calls served"
                 detail = f"answering on port {record.ports['http']} ({served})"
             result[name] = (True, detail)
         except Exception as exc:
@@ -179,6 +188,8 @@ def env_exports() -> dict[str, str]:
         )
     if finnhub := running("finnhub"):
         env["STOCKPIPE_FINNHUB_API_URL"] = finnhub.extra["api_url"]
+    if tiingo := running("tiingo"):
+        env["STOCKPIPE_TIINGO_API_URL"] = tiingo.extra["api_url"]
     if slack := running("slack"):
         env["STOCKPIPE_SLACK_WEBHOOK_URL"] = slack.extra["webhook_url"]
     return env

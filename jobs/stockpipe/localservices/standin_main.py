@@ -7,11 +7,12 @@ import argparse
 from stockpipe.localservices.finnhub_standin import FinnhubStandin
 from stockpipe.localservices.http_standin import HttpStandin
 from stockpipe.localservices.slack_standin import SlackWebhookStandin
+from stockpipe.localservices.tiingo_standin import TiingoStandin
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("which", choices=["finnhub", "slack"])
+    parser.add_argument("which", choices=["finnhub", "slack", "tiingo"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--free-token", action="append", default=[])
     parser.add_argument("--premium-token", action="append", default=[])
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     standin: HttpStandin
     if args.which == "finnhub":
         standin = FinnhubStandin(args.free_token, args.premium_token, per_minute=args.per_minute, port=args.port)
+    elif args.which == "tiingo":
+        standin = TiingoStandin(args.free_token, port=args.port)
     else:
         standin = SlackWebhookStandin(port=args.port)
     standin.serve_forever()

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import finnhub
 import pytest
-from tests.conftest import FREE_TOKEN, PREMIUM_TOKEN
 
 from stockpipe.localservices.finnhub_standin import FinnhubStandin
+from tests.conftest import FREE_TOKEN, PREMIUM_TOKEN
 
 
 @pytest.fixture
