@@ -9,9 +9,10 @@ from stockpipe.bench_cli import bench_app
 from stockpipe.demo import demo_command
 from stockpipe.localservices.cli import services_app
 from stockpipe.marketdata.cli import calendar_command
-from stockpipe.operator.configmap_mirror import mirror_command
-from stockpipe.operator.main import operator_command
+from stockpipe.operator.cli import mirror_command, operator_command
+from stockpipe.orchestration.cli import watch_app
 from stockpipe.stream.cli import consumer_command, producer_command
+from stockpipe.warehouse.cli import load_app
 
 app = typer.Typer(
     help="stockpipe: US stock market data pipeline.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -19,6 +20,8 @@ app = typer.Typer(
 app.add_typer(services_app, name="services")
 app.add_typer(bench_app, name="bench")
 app.add_typer(history_app, name="history")
+app.add_typer(load_app, name="load")
+app.add_typer(watch_app, name="watch")
 app.command("calendar")(calendar_command)
 app.command("demo")(demo_command)
 app.command("producer")(producer_command)

@@ -122,7 +122,9 @@ class KafkaBroker:
         classpath = f"{libs}/*"
         jvm = [java, f"-Xmx{self.heap}", "-XX:+UseG1GC", f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath]
         if not (self.data_dir / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster_id = "-"
+            while cluster_id.startswith("-"):  # StorageTool would read a leading dash as an option
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
                 [*jvm, "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id, "-c", str(props)],
                 capture_output=True,

@@ -2,7 +2,7 @@
 
 import typer
 
-from stockpipe.operator.main import operator_command
+from stockpipe.operator.cli import operator_command
 
 if __name__ == "__main__":
     typer.run(operator_command)

@@ -17,11 +17,9 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Annotated
 
 import aiohttp
 import kopf
-import typer
 
 from stockpipe.contracts.watchlist import WATCHLIST_FILE_KEY
 from stockpipe.operator import kubeapi
@@ -108,18 +106,3 @@ async def mirror_configmap(
                 # A restarting API server or a full disk must not end the mirror; the next poll retries.
                 log.warning("mirroring ConfigMap %s/%s failed: %r", namespace, name, exc)
             await asyncio.sleep(interval)
-
-
-def mirror_command(
-    path: Annotated[Path, typer.Argument(help="File to keep equal to the ConfigMap key.")],
-    namespace: Annotated[str, typer.Option(help="Namespace of the ConfigMap.")] = "default",
-    name: Annotated[str, typer.Option(help="Name of the ConfigMap.")] = "stockpipe-watchlist",
-    key: Annotated[str, typer.Option(help="Key inside the ConfigMap.")] = WATCHLIST_FILE_KEY,
-    interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
-    server: Annotated[
-        str | None, typer.Option(help="API server URL without credentials (a local one); default: kubeconfig.")
-    ] = None,
-) -> None:
-    """Mirror the producer's ConfigMap into a file, like a ConfigMap volume (for one machine)."""
-    connection = kopf.ConnectionInfo(server=server) if server else None
-    asyncio.run(mirror_configmap(namespace, name, path, key=key, interval=interval, connection=connection))

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Annotated, Any
+from typing import Any
 
 import kopf
-import typer
 
-from stockpipe.logs import setup_logging
 from stockpipe.operator.handlers import WatchlistController
 from stockpipe.operator.settings import OperatorSettings
 from stockpipe.settings import load_settings
@@ -77,37 +75,6 @@ def run_operator(
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     )
-
-
-def operator_command(
-    namespace: Annotated[
-        str | None, typer.Option(help="Namespace to serve (env STOCKPIPE_NAMESPACE; default: the pod's own).")
-    ] = None,
-    configmap: Annotated[
-        str | None, typer.Option(help="The producer's ConfigMap (env STOCKPIPE_CONFIGMAP_NAME).")
-    ] = None,
-    resync_seconds: Annotated[
-        float | None, typer.Option(help="Timer that undoes hand edits of the ConfigMap (env STOCKPIPE_RESYNC_SECONDS).")
-    ] = None,
-    liveness_port: Annotated[
-        int | None, typer.Option(help="Port of GET /healthz, 0 for none (env STOCKPIPE_LIVENESS_PORT).")
-    ] = None,
-) -> None:
-    """Run the TickerWatchlist operator: renders the producer's ConfigMap from the watchlists."""
-    overrides: dict[str, Any] = {
-        key: value
-        for key, value in {
-            "namespace": namespace,
-            "configmap_name": configmap,
-            "resync_seconds": resync_seconds,
-            "liveness_port": liveness_port,
-        }.items()
-        if value is not None
-    }
-    settings = load_settings(OperatorSettings, **overrides)
-    setup_logging(settings.log_level)
-    quiet_operator_logs()
-    run_operator(settings)
 
 
 def _drop_kopf_settings(record: logging.LogRecord) -> bool:

@@ -1,0 +1,140 @@
+"""In kubernetes mode every job task is a KubernetesPodOperator whose pod validates against
+Kubernetes' own schema (Pod, v1.33) and carries the settings: image, args, Secrets, service account."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+DAGS = Path(__file__).resolve().parents[3] / "dags"
+K8S_VERSION = "1.33.0"
+JOB_TASKS = {
+    ("lake_to_bronze", "load_bronze"): ["load", "bronze"],
+    ("daily_history", "history_daily"): ["history", "daily", "--date", "2025-12-01"],
+    ("gap_backfill", "history_gaps"): ["history", "gaps", "--end", "2025-12-01"],
+    ("backfill_ytd", "history_backfill"): [
+        "history",
+        "backfill",
+        "--start",
+        "2025-01-01",
+        "--end",
+        "2025-12-01",
+        "--no-refetch",
+    ],
+    ("dbt_build", "dbt_build"): ["load", "dbt-build"],
+    ("pipeline_watch", "probe"): ["watch", "probe", "--as-of", "2025-12-01T23:30:00+00:00"],
+}
+WITH_RESULT = {"load_bronze", "history_daily", "history_gaps", "history_backfill", "probe"}
+
+
+class FakeTI:
+    """Just enough of a task instance for the templates (the gate's decision) and the pod's labels."""
+
+    try_number = 1
+    map_index = -1
+
+    def __init__(self, dag_id: str, task_id: str) -> None:
+        self.dag_id, self.task_id = dag_id, task_id
+
+    def xcom_pull(self, task_ids: str, **_: Any) -> Any:
+        assert task_ids == "session_gate"
+        return _GATE[_current[0]]
+
+
+_GATE: dict[str, Any] = {
+    "daily_history": "2025-12-01",
+    "gap_backfill": "2025-12-01",
+    "backfill_ytd": {"start": "2025-01-01", "end": "2025-12-01", "sessions": 230},
+}
+_current = [""]
+
+
+@pytest.fixture
+def cluster_dags(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("STOCKPIPE_AIRFLOW__MODE", "kubernetes")
+    monkeypatch.setenv("STOCKPIPE_AIRFLOW__IMAGE", "registry.example/stockpipe:1.2.3")
+    monkeypatch.setenv("STOCKPIPE_AIRFLOW__NAMESPACE", "markets")
+    monkeypatch.setenv("STOCKPIPE_AIRFLOW__SERVICE_ACCOUNT", "stockpipe-jobs")
+    monkeypatch.setenv("STOCKPIPE_AIRFLOW__ENV_SECRETS", '["stockpipe-lake", "stockpipe-finnhub"]')
+    monkeypatch.setenv("STOCKPIPE_AIRFLOW__ENV_CONFIGMAPS", '["stockpipe-config"]')
+    monkeypatch.setenv("STOCKPIPE_AIRFLOW__POD_ENV", '{"STOCKPIPE_LOG_LEVEL": "INFO"}')
+    monkeypatch.setenv("STOCKPIPE_AIRFLOW__RESOURCES__LIMIT_MEMORY", "3Gi")
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    return dict(bag.dags)
+
+
+def render_pod(dag: Any, task_id: str) -> dict[str, Any]:
+    from kubernetes.client import ApiClient
+
+    task = dag.get_task(task_id)
+    _current[0] = dag.dag_id
+    at = datetime(2025, 12, 1, 23, 30, tzinfo=UTC)
+    context = {
+        "ti": FakeTI(dag.dag_id, task_id),
+        "run_id": "scheduled__2025-12-01T23:30:00+00:00",
+        "params": {"refetch": False},
+        "logical_date": at,
+        "dag_run": None,
+        "dag": dag,
+    }
+    task.render_template_fields(context)
+    pod = task.build_pod_request_obj(context, dry_run=True)
+    rendered: dict[str, Any] = ApiClient().sanitize_for_serialization(pod)
+    return rendered
+
+
+def test_every_job_pod_validates_against_the_kubernetes_schema(cluster_dags: dict[str, Any]) -> None:
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    pods = [task for dag in cluster_dags.values() for task in dag.tasks if isinstance(task, KubernetesPodOperator)]
+    assert {(t.dag_id, t.task_id) for t in pods} == set(JOB_TASKS)
+    for (dag_id, task_id), args in JOB_TASKS.items():
+        pod = render_pod(cluster_dags[dag_id], task_id)
+        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+        spec = pod["spec"]
+        assert pod["metadata"]["namespace"] == "markets"
+        assert spec["serviceAccountName"] == "stockpipe-jobs"
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        base = next(c for c in spec["containers"] if c["name"] == "base")
+        assert base["image"] == "registry.example/stockpipe:1.2.3"
+        assert base["imagePullPolicy"] == "IfNotPresent"
+        argv = base["command"] + base["args"]
+        if task_id in WITH_RESULT:
+            assert argv[:4] == [
+                "python",
+                "-m",
+                "stockpipe.orchestration.jobrun",
+                "--xcom-file=/airflow/xcom/return.json",
+            ]
+            assert argv[4:6] == ["--", "stockpipe"]
+            assert argv[6:] == args, (dag_id, task_id)
+            assert any(c["name"] == "airflow-xcom-sidecar" for c in spec["containers"])
+        else:
+            assert argv == ["stockpipe", *args]
+        env_from = base["envFrom"]
+        assert {"secretRef": {"name": "stockpipe-lake"}} in env_from
+        assert {"secretRef": {"name": "stockpipe-finnhub"}} in env_from
+        assert {"configMapRef": {"name": "stockpipe-config"}} in env_from
+        assert {"name": "STOCKPIPE_LOG_LEVEL", "value": "INFO"} in base["env"]
+        assert base["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}}
+        assert base["securityContext"]["allowPrivilegeEscalation"] is False
+    broken = {**pod, "spec": {**pod["spec"], "containers": [{k: v for k, v in base.items() if k != "name"}]}}
+    with pytest.raises(kubernetes_validate.ValidationError):  # the validator does reject a bad pod
+        kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_the_pod_operator_settings_the_brief_fixes(cluster_dags: dict[str, Any]) -> None:
+    task = cluster_dags["lake_to_bronze"].get_task("load_bronze")
+    assert task.in_cluster is True
+    assert task.get_logs is True
+    assert str(getattr(task.on_finish_action, "value", task.on_finish_action)) == "delete_succeeded_pod"
+    assert task.do_xcom_push is True
+    assert [s.secret for s in task.secrets] == ["stockpipe-lake", "stockpipe-finnhub"]
+    assert {s.deploy_type for s in task.secrets} == {"env"}
