@@ -42,8 +42,17 @@ def bench_batch(out: Path = OUT) -> None:
     _show(run_batch_bench(out))
 
 
+@bench_app.command("warehouse")
+def bench_warehouse(out: Path = OUT) -> None:
+    """Bronze load rate beside DuckDB's own read_parquet, incremental cost, dbt full vs incremental."""
+    from stockpipe.warehouse.bench import run_warehouse_bench
+
+    _show(run_warehouse_bench(out))
+
+
 @bench_app.command("all")
 def bench_all(out: Path = OUT) -> None:
     """Every benchmark: stream, batch, warehouse."""
     bench_stream(out)
     bench_batch(out)
+    bench_warehouse(out)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -17,15 +17,15 @@ from rich.console import Console
 from rich.table import Table
 
 from stockpipe.contracts.watchlist import Watchlist
+from stockpipe.marketdata import calendar
 from stockpipe.paths import cache_dir
+from stockpipe.settings import KafkaSettings, LakeSettings
 
 console = Console(stderr=True)
 DEMO_SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "BRK.B", "JPM", "V"]
 
 
 def _last_full_session(now: datetime) -> datetime:
-    from stockpipe.marketdata import calendar
-
     day = now.astimezone(calendar.NEW_YORK).date()
     s = calendar.session(day)
     if s is None or now < s.close_utc:
@@ -36,12 +36,12 @@ def _last_full_session(now: datetime) -> datetime:
 def demo_command(
     port_base: int = typer.Option(29000, help="Ports for the demo's own services (Kafka at base+92)"),
     lake_dir: Path = typer.Option(Path(".lake"), help="The local lake"),  # noqa: B008
+    warehouse: Path = typer.Option(Path(".warehouse/stockpipe.duckdb"), help="The DuckDB warehouse"),  # noqa: B008
     speed: float = typer.Option(20_000.0, help="Replay speed: simulated seconds per real second"),
 ) -> None:
-    """Stream a synthetic session through Kafka into the lake and show what landed."""
+    """Stream a synthetic session into the lake, load the year to date, build bronze/silver/gold, show marts."""
     from stockpipe.localservices import manager
     from stockpipe.logs import setup_logging
-    from stockpipe.settings import KafkaSettings, LakeSettings
     from stockpipe.stream.consumer import ConsumerSettings, LakeConsumer
     from stockpipe.stream.producer import ProducerSettings, build_producer
     from stockpipe.stream.topics import ensure_pipeline_topics
@@ -71,10 +71,64 @@ def demo_command(
         consumer = LakeConsumer(ConsumerSettings(kafka=kafka, lake=lake, metrics_port=0, group_id="demo"))
         cstats = consumer.run(max_idle_s=5)
         console.print(f"{cstats.rows:,} rows in {cstats.files} new objects; {cstats.dead_letters} dead letters")
+        _run_batch_dags(day, lake, kafka, warehouse)
         _show_lake(lake_dir)
+        _show_marts(warehouse)
     finally:
         console.rule("[bold]stopping")
         manager.down(echo=console.print)
+
+
+def _run_batch_dags(day: date, lake: LakeSettings, kafka: KafkaSettings, warehouse: Path) -> None:
+    """The batch stages, through their Airflow DAGs in embedded mode (each task a local `stockpipe` process)."""
+    from stockpipe.orchestration.embedded import run_dag
+
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        "STOCKPIPE_LAKE__URL": lake.url,
+        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "STOCKPIPE_HISTORY_SYMBOLS": ",".join(DEMO_SYMBOLS),
+        "STOCKPIPE_WAREHOUSE__DUCKDB_PATH": str(warehouse.resolve()),
+        "STOCKPIPE_AIRFLOW__MODE": "embedded",
+    }
+    after_close = datetime.combine(day, time(16, 30), calendar.NEW_YORK)
+    steps = [
+        # From December: the year-to-date return needs the last close of the year before.
+        ("backfill_ytd", {"start": date(day.year - 1, 12, 1).isoformat(), "end": day.isoformat()},
+         f"daily bars {day.year - 1}-12-01..{day} from the synthetic provider"),
+        ("lake_to_bronze", {}, "lake -> bronze (DuckDB), only new objects"),
+        ("dbt_build", {}, "dbt build: silver, gold, marts and their tests"),
+    ]  # fmt: skip
+    for dag_id, conf, what in steps:
+        console.rule(f"[bold]Airflow DAG {dag_id}: {what}")
+        outcome = run_dag(dag_id, after_close, conf, env=env)
+        console.print(f"{outcome.state}: " + ", ".join(f"{t}={s}" for t, s in outcome.tasks.items()))
+        console.print(f"[dim]log: {outcome.log_file}[/]")
+
+
+def _show_marts(warehouse: Path) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        schema = con.execute(
+            "select table_schema from information_schema.tables where table_name = 'mart_symbol_daily'"
+        ).fetchone()
+        if schema is None:
+            raise typer.Exit(f"no mart_symbol_daily in {warehouse}: dbt_build did not build the marts")
+        rows = con.execute(
+            f"""select symbol, session_date, close_price, daily_return, ma_7, ma_30, volatility_30, ytd_return
+                from "{schema[0]}".mart_symbol_daily
+                qualify row_number() over (partition by symbol order by session_date desc) = 1
+                order by symbol"""  # noqa: S608 - the schema name comes from the catalogue
+        ).fetchall()
+        columns = [d[0] for d in con.description]
+    finally:
+        con.close()
+    table = Table(*columns, title="mart_symbol_daily: the latest session per symbol")
+    for row in rows:
+        table.add_row(*(f"{v:,.4f}" if isinstance(v, float) else str(v) for v in row))
+    Console(width=150).print(table)
 
 
 def _show_lake(lake_dir: Path) -> None:
@@ -84,4 +138,4 @@ def _show_lake(lake_dir: Path) -> None:
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
         newest = str(files[-1].relative_to(lake_dir)) if files else "-"
         table.add_row(dataset, str(len(files)), f"{rows:,}", newest)
-    Console().print(table)
+    Console(width=150).print(table)

@@ -1,0 +1,73 @@
+{#-
+  Per symbol and session, from the latest quote of the session: where the price, the day's high and
+  the day's low stand against the previous close (the previous session's daily bar when we have it,
+  else the quote's own prev_close). Incremental: sessions with new quotes are recomputed whole.
+-#}
+{{
+    config(
+        materialized='incremental',
+        unique_key=['symbol', 'session_date'],
+        incremental_strategy='merge',
+        on_schema_change='fail',
+    )
+}}
+
+with touched as (
+    select distinct
+        fct_quotes.symbol,
+        fct_quotes.session_date
+    from {{ ref('fct_quotes') }} as fct_quotes
+    where {{ new_since_last_run('fct_quotes.loaded_at') }}
+),
+
+session_quotes as (
+    select fct_quotes.*
+    from {{ ref('fct_quotes') }} as fct_quotes
+    inner join touched
+        on
+            fct_quotes.symbol = touched.symbol
+            and fct_quotes.session_date = touched.session_date
+),
+
+latest as (
+    select
+        session_quotes.*,
+        max(session_quotes.loaded_at) over (
+            partition by session_quotes.symbol, session_quotes.session_date
+        ) as session_loaded_at,
+        count(*) over (partition by session_quotes.symbol, session_quotes.session_date) as quote_count
+    from session_quotes
+    qualify row_number() over (
+        partition by session_quotes.symbol, session_quotes.session_date
+        order by session_quotes.quote_ts desc, session_quotes.fetched_at desc
+    ) = 1
+),
+
+with_prev as (
+    select
+        latest.*,
+        coalesce(previous_bar.close_price, latest.prev_close) as reference_close
+    from latest
+    left join {{ ref('dim_date') }} as dim_date
+        on latest.session_date = dim_date.date_day
+    left join {{ ref('fct_daily_bars') }} as previous_bar
+        on
+            latest.symbol = previous_bar.symbol
+            and dim_date.previous_session_date = previous_bar.session_date
+)
+
+select
+    with_prev.symbol,
+    with_prev.session_date,
+    with_prev.quote_ts as last_quote_ts,
+    with_prev.price as last_price,
+    with_prev.day_open,
+    with_prev.day_high,
+    with_prev.day_low,
+    cast(with_prev.reference_close as double) as prev_close,
+    cast(round(with_prev.price / with_prev.reference_close - 1, 6) as double) as last_vs_prev_close,
+    cast(round(with_prev.day_high / with_prev.reference_close - 1, 6) as double) as high_vs_prev_close,
+    cast(round(with_prev.day_low / with_prev.reference_close - 1, 6) as double) as low_vs_prev_close,
+    cast(with_prev.quote_count as bigint) as quote_count,
+    with_prev.session_loaded_at as loaded_at
+from with_prev

@@ -1,0 +1,182 @@
+"""Run dbt in-process (dbtRunner), with the project, profile and target taken from the settings.
+
+The profile (dbt/profiles.yml) reads the same STOCKPIPE_WAREHOUSE__* variables as the loader. This
+module exports the resolved settings into those variables for the run, so secrets that came from a
+mounted secrets directory and relative paths resolved here reach dbt too.
+"""
+
+# SQL is built here from identifiers defined in code.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stockpipe.warehouse.settings import WarehouseSettings
+
+log = logging.getLogger(__name__)
+
+
+def profile_env(settings: WarehouseSettings) -> dict[str, str]:
+    """The environment dbt/profiles.yml reads."""
+    wh = settings.warehouse
+    sf = wh.snowflake
+    env = {
+        "STOCKPIPE_WAREHOUSE__TARGET": wh.target,
+        "STOCKPIPE_WAREHOUSE__DUCKDB_PATH": str(wh.duckdb_path.resolve()),
+        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__DATABASE": sf.database,
+        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__BRONZE_SCHEMA": sf.bronze_schema,
+    }
+    optional = {
+        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__ACCOUNT": sf.account,
+        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__USER": sf.user,
+        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__PASSWORD": sf.password.get_secret_value() if sf.password else None,
+        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__ROLE": sf.role,
+        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__WAREHOUSE": sf.warehouse,
+        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__HOST": sf.host,
+        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__PORT": str(sf.port) if sf.port else None,
+        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__PROTOCOL": sf.protocol,
+    }
+    env.update({k: v for k, v in optional.items() if v})
+    return env
+
+
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+# Each bronze table and the silver model that reads it (the root of the table's branch of the DAG).
+SILVER_OF_BRONZE: dict[str, str] = {
+    "daily_bars": "slv_daily_bars",
+    "quotes": "slv_quotes",
+    "trades": "slv_trades",
+    "dlq": "slv_dead_letters",
+}
+
+
+def _newest_loads(settings: WarehouseSettings) -> dict[str, tuple[Any, Any]]:
+    """(newest loaded_at in bronze, newest loaded_at in silver) per bronze table; silver None if never built."""
+    queries = {
+        table: (f"SELECT max(loaded_at) FROM {{bronze}}.{table}", f"SELECT max(loaded_at) FROM {{silver}}.{model}")
+        for table, model in SILVER_OF_BRONZE.items()
+    }
+    result: dict[str, tuple[Any, Any]] = {}
+    if settings.warehouse.target == "duckdb":
+        import duckdb
+
+        with duckdb.connect(str(settings.warehouse.duckdb_path), read_only=True) as conn:
+            for table, (bronze_sql, silver_sql) in queries.items():
+                bronze = conn.execute(bronze_sql.format(bronze="bronze")).fetchone()
+                try:
+                    silver = conn.execute(silver_sql.format(silver="silver")).fetchone()
+                except duckdb.CatalogException:
+                    silver = None
+                result[table] = (bronze[0] if bronze else None, silver[0] if silver else None)
+        return result
+    from stockpipe.warehouse.snowflake_target import connect
+
+    sf = settings.warehouse.snowflake
+    conn = connect(sf)
+    try:
+        for table, (bronze_sql, silver_sql) in queries.items():
+            cur = conn.cursor()
+            bronze = cur.execute(bronze_sql.format(bronze=f"{sf.database}.{sf.bronze_schema}")).fetchone()
+            try:
+                silver = cur.execute(silver_sql.format(silver=f"{sf.database}.SILVER")).fetchone()
+            except Exception:  # the model was never built: its branch needs a build
+                silver = None
+            result[table] = (bronze[0] if bronze else None, silver[0] if silver else None)
+    finally:
+        conn.close()
+    return result
+
+
+def changed_branches(settings: WarehouseSettings) -> list[str] | None:
+    """Bronze tables that received rows since their silver model last ran; None if silver was never built.
+
+    dbt cannot tell which sources have new data; building only their branches of the DAG keeps the
+    cost of a run after a load proportional to what the load brought (on Snowflake: fewer queries).
+    """
+    changed: list[str] = []
+    for table, (bronze, silver) in _newest_loads(settings).items():
+        if silver is None and bronze is not None:
+            return None
+        if bronze is not None and bronze > silver:
+            changed.append(table)
+    return changed
+
+
+@dataclass(frozen=True)
+class DbtOutcome:
+    success: bool
+    exception: str | None
+    target_path: Path
+
+    def run_results(self) -> dict[str, Any]:
+        path = self.target_path / "run_results.json"
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        return data
+
+    def model_seconds(self) -> float:
+        """The sum of the models' execution times in run_results.json (what the benchmark compares)."""
+        return sum(
+            float(r.get("execution_time") or 0.0)
+            for r in self.run_results().get("results", [])
+            if str(r.get("unique_id", "")).startswith("model.")
+        )
+
+    def failures(self) -> list[str]:
+        return [
+            f"{r.get('unique_id')}: {r.get('status')} {r.get('message') or ''}".strip()
+            for r in self.run_results().get("results", [])
+            if r.get("status") in ("error", "fail", "runtime error")
+        ]
+
+
+def run_dbt(
+    args: Sequence[str],
+    settings: WarehouseSettings,
+    target: str | None = None,
+    target_path: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
+) -> DbtOutcome:
+    """`dbt <args> --project-dir <dir> --profiles-dir <dir> --target <target>`, in this process."""
+    from dbt.cli.main import dbtRunner
+
+    project = settings.warehouse.dbt_project_dir.resolve()
+    argv = [
+        *args,
+        "--project-dir", str(project),
+        "--profiles-dir", str(project),
+        "--target", target or settings.warehouse.target,
+    ]  # fmt: skip
+    if target_path is not None:
+        argv += ["--target-path", str(target_path)]
+    # dbt's own default (or DBT_TARGET_PATH), relative to the project directory.
+    target_dir = (project / (target_path or os.environ.get("DBT_TARGET_PATH") or "target")).resolve()
+    if settings.warehouse.target == "duckdb":
+        settings.warehouse.duckdb_path.resolve().parent.mkdir(parents=True, exist_ok=True)
+    # dbt would otherwise send anonymous usage events (dbt_project.yml turns them off too).
+    env = {**profile_env(settings), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **(extra_env or {})}
+    log.info("dbt %s", " ".join(args))
+    with _environment(env):
+        result = dbtRunner().invoke(argv)
+    exception = None if result.exception is None else str(result.exception)
+    return DbtOutcome(success=bool(result.success), exception=exception, target_path=target_dir)
