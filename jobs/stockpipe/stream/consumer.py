@@ -15,6 +15,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -85,6 +86,16 @@ class _Stats:
     last_flush: float = 0.0
     first_message: float = 0.0  # perf_counter of the first batch: throughput excludes the group join
     last_loop: float = field(default_factory=time.monotonic)
+
+
+class _LazyTimestamps:
+    """Kafka timestamps read only for the messages that need one (rejects, for their dead letter)."""
+
+    def __init__(self, msgs: Sequence[Message]) -> None:
+        self._msgs = msgs
+
+    def __getitem__(self, i: int) -> int:
+        return int(self._msgs[i].timestamp()[1])
 
 
 class LakeConsumer:
@@ -289,52 +300,64 @@ class LakeConsumer:
 
     # -- the loop --------------------------------------------------------------------------------
     def _process(self, msgs: list[Message]) -> None:
-        # One pass over the messages, then column-wise work: per-message Python is the cost here.
-        errors, topics, parts, offs, values, keys, stamps = zip(
-            *[(m.error(), m.topic(), m.partition(), m.offset(), m.value(), m.key(), m.timestamp()[1]) for m in msgs],
-            strict=True,
+        # One pass over the messages with only the accessors every message needs, then column-wise
+        # work: per-message Python is the cost here. Errors and timestamps are looked at only where
+        # needed (a None value; a rejected message).
+        topics, parts, offs, values, keys = zip(
+            *[(m.topic(), m.partition(), m.offset(), m.value(), m.key()) for m in msgs], strict=True
         )
-        if any(e is not None for e in errors):
-            for err in (e for e in errors if e is not None):
+        if None in values:
+            bad = [i for i, v in enumerate(values) if v is None and msgs[i].error() is not None]
+            for i in bad:
+                err = msgs[i].error()
+                assert err is not None
                 if err.fatal():
                     raise KafkaException(err)
                 log.warning("consumer error: %s", err)
-        partitions_all = np.asarray(parts, dtype=np.int64)
-        offsets_all = np.asarray(offs, dtype=np.int64)
-        stamps_all = np.asarray(stamps, dtype=np.int64)
+            if bad:
+                skip = set(bad)
+                msgs = [m for i, m in enumerate(msgs) if i not in skip]
+                if not msgs:
+                    return
+                topics, parts, offs, values, keys = zip(
+                    *[(m.topic(), m.partition(), m.offset(), m.value(), m.key()) for m in msgs], strict=True
+                )
+        partitions_all = np.fromiter(parts, dtype=np.int64, count=len(parts))
+        offsets_all = np.fromiter(offs, dtype=np.int64, count=len(offs))
         topic_names = set(topics)
         for topic in topic_names:
             plan = self.plans.get(topic or "")
             if plan is None or topic is None:
                 continue
-            keep = np.asarray([t == topic for t in topics], dtype=bool) if len(topic_names) > 1 else None
-            if any(e is not None for e in errors):
-                ok = np.asarray([e is None for e in errors], dtype=bool)
-                keep = ok if keep is None else keep & ok
+            mine = (
+                np.fromiter((t == topic for t in topics), dtype=bool, count=len(topics))
+                if len(topic_names) > 1
+                else None
+            )
             # Drop what this incarnation already has (redelivery after a seek) or no longer owns.
-            partitions = partitions_all if keep is None else partitions_all[keep]
-            offsets = offsets_all if keep is None else offsets_all[keep]
+            partitions = partitions_all if mine is None else partitions_all[mine]
+            offsets = offsets_all if mine is None else offsets_all[mine]
             fresh = np.zeros(len(partitions), dtype=bool)
             for (t, p), state in self.partitions.items():
                 if t == topic:
                     fresh |= (partitions == p) & (offsets >= state.position)
-            if keep is None:
-                keep = fresh
-                if keep.all():
-                    keep = None
+            if mine is None and fresh.all():
+                idx = None
             else:
-                keep[keep] = fresh
-            if keep is None:
-                vals, ks, ts = list(values), list(keys), stamps_all
+                idx = np.flatnonzero(fresh) if mine is None else np.flatnonzero(mine)[fresh]
+            vals: Sequence[bytes | None]
+            ks: Sequence[bytes | None]
+            chosen: Sequence[Message]
+            if idx is None:
+                vals, ks, chosen = values, keys, msgs
             else:
-                idx = np.flatnonzero(keep)
-                vals, ks, ts = [values[i] for i in idx], [keys[i] for i in idx], stamps_all[idx]
+                vals, ks, chosen = [values[i] for i in idx], [keys[i] for i in idx], [msgs[i] for i in idx]
                 partitions, offsets = partitions_all[idx], offsets_all[idx]
             if not len(vals):
                 continue
             MESSAGES.labels(topic).inc(len(vals))
             self.stats.messages += len(vals)
-            checked = plan.validator.check(vals, ks, partitions, offsets, ts)
+            checked = plan.validator.check(vals, ks, partitions, offsets, _LazyTimestamps(chosen))
             self._send_dead_letters(topic, checked.rejects)
             self._route(topic, checked, partitions, offsets)
 
