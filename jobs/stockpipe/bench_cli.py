@@ -24,11 +24,16 @@ def bench_stream(out: Path = OUT, records: int = 1_000_000, backlog: int = 5_000
 
 
 @bench_app.command("chaos")
-def bench_chaos(out: Path = OUT, records: int = 1_000_000, outage_s: float = 30.0) -> None:
+def bench_chaos(
+    out: Path = OUT,
+    records: int = 1_000_000,
+    outage_s: float = 30.0,
+    only: str | None = typer.Option(None, help="kill, broker or objectstore; default all"),
+) -> None:
     """Kill the consumer, restart the broker, stop the object store; count every record in the lake."""
     from stockpipe.stream.chaos import run_chaos
 
-    result = run_chaos(out, records, outage_s=outage_s)
+    result = run_chaos(out, records, outage_s=outage_s, only=only)
     _show(result)
     if any(s["lost"] or s["duplicated"] for s in result["scenarios"]):
         raise typer.Exit(1)

@@ -38,7 +38,7 @@ from stockpipe.localservices.process import free_port, terminate
 from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.bench import SESSION_OPEN, quote_messages
 from stockpipe.stream.publisher import Publisher
-from stockpipe.stream.topics import ensure_pipeline_topics
+from stockpipe.stream.topics import isolated_topics
 
 console = Console(stderr=True)
 
@@ -138,15 +138,7 @@ def produce(kafka: KafkaSettings, messages: list[dict[str, Any]], during: Callab
 
 
 def topics(broker: KafkaBroker, name: str) -> KafkaSettings:
-    kafka = KafkaSettings(
-        bootstrap_servers=broker.bootstrap,
-        topic_quotes=f"{name}-quotes",
-        topic_trades=f"{name}-trades",
-        topic_dlq=f"{name}-dlq",
-        topic_heartbeats=f"{name}-heartbeats",
-    )
-    ensure_pipeline_topics(kafka, partitions=3)
-    return kafka
+    return isolated_topics(broker.bootstrap, name)
 
 
 def consumer_killed(broker: KafkaBroker, work: Path, records: int, kills: int, rng: random.Random) -> Scenario:
@@ -213,24 +205,32 @@ def object_store_stopped(broker: KafkaBroker, work: Path, records: int, outage_s
     consumer = ConsumerProcess(kafka, lake_settings, work / "consumer-s3down.log")
     consumer.start()
     stopped = threading.Event()
+    restarted: list[Any] = []
+
+    def take_minio_away() -> None:
+        console.print(f"  stopping MinIO for {outage_s:.0f} s while producing continues")
+        terminate(minio_record.pid)
+        time.sleep(outage_s)
+        restarted.append(minio.start())
+        console.print("  MinIO back")
+
+    outage_thread = threading.Thread(target=take_minio_away, daemon=True)
 
     def outage(i: int) -> None:
-        nonlocal minio_record
-        if i == records // 3 and not stopped.is_set():
+        if i >= records // 5 and not stopped.is_set():
             stopped.set()
-            console.print(f"  stopping MinIO for {outage_s:.0f} s")
-            terminate(minio_record.pid)
-            time.sleep(outage_s)
-            minio_record = minio.start()
-            console.print("  MinIO back")
+            outage_thread.start()
+        if stopped.is_set():
+            time.sleep(0.5)  # spread the rest of the stream over the outage
 
     try:
         produced = produce(kafka, quote_messages(records), during=outage)
+        outage_thread.join()
         wait_for_rows(lake, produced, 600, produced)
         consumer.stop()
         rows, lost, dup = count_lake(lake, produced)
     finally:
-        terminate(minio_record.pid)
+        terminate((restarted or [minio_record])[-1].pid)
     retries = (work / "consumer-s3down.log").read_text().count("retrying")
     return Scenario(
         f"object store stopped for {outage_s:.0f} s",
@@ -238,24 +238,33 @@ def object_store_stopped(broker: KafkaBroker, work: Path, records: int, outage_s
         rows,
         lost,
         dup,
-        f"the consumer retried lake writes {retries} times during the outage",
+        f"the consumer retried lake calls {retries} times during the outage",
     )
 
 
-def run_chaos(out_dir: Path, records: int = 1_000_000, seed: int = 20251128, outage_s: float = 30.0) -> dict[str, Any]:
+def run_chaos(
+    out_dir: Path,
+    records: int = 1_000_000,
+    seed: int = 20251128,
+    outage_s: float = 30.0,
+    only: str | None = None,
+) -> dict[str, Any]:
     rng = random.Random(seed)  # noqa: S311 - reproducible fault points, not security
     work = Path(tempfile.mkdtemp(prefix="stockpipe-chaos-"))
     broker = KafkaBroker(work / "kafka", free_port(), free_port(), heap="1g")
     record = broker.start()
     scenarios: list[Scenario] = []
     try:
-        console.rule("consumer SIGKILLed at 10 random points")
-        scenarios.append(consumer_killed(broker, work, records, 10, rng))
-        console.rule("broker restarted mid-stream")
-        scenario, record = broker_restarted(broker, record, work, records // 2)
-        scenarios.append(scenario)
-        console.rule("object store stopped")
-        scenarios.append(object_store_stopped(broker, work, records // 4, outage_s))
+        if only in (None, "kill"):
+            console.rule("consumer SIGKILLed at 10 random points")
+            scenarios.append(consumer_killed(broker, work, records, 10, rng))
+        if only in (None, "broker"):
+            console.rule("broker restarted mid-stream")
+            scenario, record = broker_restarted(broker, record, work, records // 2)
+            scenarios.append(scenario)
+        if only in (None, "objectstore"):
+            console.rule("object store stopped")
+            scenarios.append(object_store_stopped(broker, work, records // 4, outage_s))
     finally:
         KafkaBroker.stop(record)
         shutil.rmtree(work, ignore_errors=True)

@@ -15,10 +15,10 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import orjson
@@ -38,6 +38,7 @@ from stockpipe.stream.lakewriter import PartitionFiles, find_resume_offset
 from stockpipe.stream.validation import BatchValidator, CheckedBatch, Reject
 
 log = logging.getLogger("stockpipe.consumer")
+T = TypeVar("T")
 
 MESSAGES = Counter("stockpipe_consumer_messages_total", "Messages read", ["topic"])
 ROWS_WRITTEN = Counter("stockpipe_consumer_rows_written_total", "Rows written to the lake", ["dataset"])
@@ -148,7 +149,10 @@ class LakeConsumer:
             raise
         for tp in partitions:
             plan = self.plans[tp.topic]
-            in_lake = find_resume_offset(self.lake, plan.schema.dataset, tp.topic, tp.partition)
+            in_lake = self._with_lake_retries(
+                f"lookup of {tp.topic}[{tp.partition}]",
+                lambda: find_resume_offset(self.lake, plan.schema.dataset, tp.topic, tp.partition),  # noqa: B023
+            )
             candidates = [o for o in (in_lake, committed.get((tp.topic, tp.partition))) if o is not None and o >= 0]
             resume = max(candidates) if candidates else None
             tp.offset = resume if resume is not None else OFFSET_BEGINNING
@@ -194,24 +198,24 @@ class LakeConsumer:
                 state.drop()
 
     # -- writing ---------------------------------------------------------------------------------
-    def _write_object(self, obj: StreamObject, data: bytes, rows: int) -> None:
+    def _with_lake_retries(self, what: str, call: Callable[[], T]) -> T:
+        """The object store may be away for a while: retry with back-off rather than lose the partition."""
+
         def before_sleep(state: RetryCallState) -> None:
             LAKE_RETRIES.inc()
-            log.warning(
-                "lake write of %s failed (%s); retrying", obj.key, state.outcome.exception() if state.outcome else ""
-            )
+            log.warning("lake %s failed (%s); retrying", what, state.outcome.exception() if state.outcome else "")
 
-        @retry(
+        retrying = retry(
             retry=retry_if_exception_type(Exception),
             wait=wait_exponential(multiplier=0.5, max=15),
             stop=stop_after_delay(self.settings.lake_retry_seconds),
             before_sleep=before_sleep,
             reraise=True,
         )
-        def write() -> None:
-            self.lake.write_atomic(obj.key, data)
+        return retrying(call)()
 
-        write()
+    def _write_object(self, obj: StreamObject, data: bytes, rows: int) -> None:
+        self._with_lake_retries(f"write of {obj.key}", lambda: self.lake.write_atomic(obj.key, data))
         ROWS_WRITTEN.labels(obj.dataset).inc(rows)
         FILES_WRITTEN.labels(obj.dataset).inc()
         LAST_FLUSH.set_to_current_time()

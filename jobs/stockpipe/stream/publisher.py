@@ -80,33 +80,32 @@ class Publisher:
             PUBLISHED.labels("all").inc(acknowledged - self.delivered)
             self.delivered = acknowledged
 
-    def _produce(self, topic: str, value: bytes, key: bytes | None, partition: int | None = None) -> None:
+    def _try_produce(self, topic: str, value: bytes, key: bytes | None, partition: int | None) -> bool:
+        """Queue one message; False when the local queue is full."""
         try:
             if partition is None:
                 self.producer.produce(topic, value, key, on_delivery=self._on_delivery)
             else:
                 self.producer.produce(topic, value, key, partition, on_delivery=self._on_delivery)
-            self.queued += 1
-            return
         except BufferError:
-            pass
+            return False
+        self.queued += 1
+        return True
+
+    def _produce(self, topic: str, value: bytes, key: bytes | None, partition: int | None = None) -> None:
+        if self._try_produce(topic, value, key, partition):
+            return
         deadline = time.monotonic() + self.full_timeout_s
         while True:
             self.producer.poll(0.1)
-            try:
-                if partition is None:
-                    self.producer.produce(topic, value, key, on_delivery=self._on_delivery)
-                else:
-                    self.producer.produce(topic, value, key, partition, on_delivery=self._on_delivery)
-                self.queued += 1
+            if self._try_produce(topic, value, key, partition):
                 return
-            except BufferError:
-                if time.monotonic() > deadline:
-                    raise ProducerQueueFull(
-                        f"the local queue of {self.max_queue_messages} messages has been full for "
-                        f"{self.full_timeout_s:.0f}s: Kafka at {self.kafka.bootstrap_servers} is not acknowledging"
-                        f" (last error: {self.last_error})"
-                    ) from None
+            if time.monotonic() > deadline:
+                raise ProducerQueueFull(
+                    f"the local queue of {self.max_queue_messages} messages has been full for "
+                    f"{self.full_timeout_s:.0f}s: Kafka at {self.kafka.bootstrap_servers} is not acknowledging"
+                    f" (last error: {self.last_error})"
+                )
 
     def publish(self, topic: str, schema: MessageSchema, messages: list[dict[str, Any]]) -> PublishResult:
         """Check a batch against the contract, then queue the valid ones (key = symbol)."""

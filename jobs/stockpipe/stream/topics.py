@@ -38,3 +38,16 @@ def ensure_pipeline_topics(kafka: KafkaSettings, partitions: int = 3) -> None:
     ensure_topic(conf, kafka.topic_trades, partitions)
     ensure_topic(conf, kafka.topic_dlq, 1, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)})
     ensure_topic(conf, kafka.topic_heartbeats, 1, {"retention.ms": str(7 * 24 * 3600 * 1000)})
+
+
+def isolated_topics(bootstrap: str, name: str, partitions: int = 3) -> KafkaSettings:
+    """The pipeline's topics under their own names (`<topic>-<name>`), created: for benchmarks and tests."""
+    kafka = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        topic_quotes=f"quotes-{name}",
+        topic_trades=f"trades-{name}",
+        topic_dlq=f"dlq-{name}",
+        topic_heartbeats=f"heartbeats-{name}",
+    )
+    ensure_pipeline_topics(kafka, partitions=partitions)
+    return kafka

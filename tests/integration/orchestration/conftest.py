@@ -22,7 +22,7 @@ import pytest
 from stockpipe.localservices.kafka import KafkaBroker
 from stockpipe.orchestration.embedded import DagRunOutcome, airflow_env, run_dag
 from stockpipe.settings import KafkaSettings, LakeSettings
-from stockpipe.stream.topics import ensure_pipeline_topics
+from stockpipe.stream.topics import isolated_topics
 
 REPO = Path(__file__).resolve().parents[3]
 DAGS = REPO / "dags"
@@ -71,14 +71,7 @@ class Pipeline:
 @pytest.fixture
 def pipeline(airflow_home: Path, kafka_broker: KafkaBroker, s3_lake: LakeSettings, tmp_path: Path) -> Pipeline:
     suffix = uuid.uuid4().hex[:8]
-    kafka = KafkaSettings(
-        bootstrap_servers=kafka_broker.bootstrap,
-        topic_quotes=f"quotes-{suffix}",
-        topic_trades=f"trades-{suffix}",
-        topic_dlq=f"dlq-{suffix}",
-        topic_heartbeats=f"heartbeats-{suffix}",
-    )
-    ensure_pipeline_topics(kafka, partitions=3)
+    kafka = isolated_topics(kafka_broker.bootstrap, suffix)
     warehouse = tmp_path / "warehouse" / "stockpipe.duckdb"
     warehouse.parent.mkdir()
     assert s3_lake.access_key is not None

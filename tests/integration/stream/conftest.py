@@ -12,22 +12,13 @@ from stockpipe.lake.layout import StreamObject
 from stockpipe.lake.store import Lake
 from stockpipe.localservices.kafka import KafkaBroker
 from stockpipe.settings import KafkaSettings, LakeSettings
-from stockpipe.stream.topics import ensure_pipeline_topics
+from stockpipe.stream.topics import isolated_topics
 
 
 @pytest.fixture
 def kafka_topics(kafka_broker: KafkaBroker) -> KafkaSettings:
     """Fresh topics of the pipeline's shape for each test, on the session's broker."""
-    suffix = uuid.uuid4().hex[:8]
-    settings = KafkaSettings(
-        bootstrap_servers=kafka_broker.bootstrap,
-        topic_quotes=f"quotes-{suffix}",
-        topic_trades=f"trades-{suffix}",
-        topic_dlq=f"dlq-{suffix}",
-        topic_heartbeats=f"heartbeats-{suffix}",
-    )
-    ensure_pipeline_topics(settings, partitions=3)
-    return settings
+    return isolated_topics(kafka_broker.bootstrap, uuid.uuid4().hex[:8])
 
 
 @pytest.fixture
