@@ -115,7 +115,8 @@ def _show_marts(warehouse: Path) -> None:
             "select table_schema from information_schema.tables where table_name = 'mart_symbol_daily'"
         ).fetchone()
         if schema is None:
-            raise typer.Exit(f"no mart_symbol_daily in {warehouse}: dbt_build did not build the marts")
+            console.print(f"[red]no mart_symbol_daily in {warehouse}: dbt_build did not build the marts")
+            raise typer.Exit(1)
         rows = con.execute(
             f"""select symbol, session_date, close_price, daily_return, ma_7, ma_30, volatility_30, ytd_return
                 from "{schema[0]}".mart_symbol_daily
