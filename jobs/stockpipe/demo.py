@@ -16,7 +16,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from stockpipe.contracts.watchlist import Watchlist
 from stockpipe.marketdata import calendar
 from stockpipe.paths import cache_dir
 from stockpipe.settings import KafkaSettings, LakeSettings
@@ -60,10 +59,14 @@ def demo_command(
 
         console.rule(f"[bold]producer: synthetic session {day}, {len(DEMO_SYMBOLS)} symbols, quotes and trades")
         settings = ProducerSettings(
-            kafka=kafka, symbols=DEMO_SYMBOLS, replay_date=day, replay_speed=speed, metrics_port=0
+            kafka=kafka,
+            symbols=DEMO_SYMBOLS,
+            sources=["quotes", "trades"],
+            replay_date=day,
+            replay_speed=speed,
+            metrics_port=0,
         )
         producer = build_producer(settings, threading.Event())
-        producer._static = Watchlist(symbols=DEMO_SYMBOLS, sources=["quotes", "trades"], poll_interval_seconds=15)
         stats = producer.run()
         console.print(f"published {stats.published:,} quotes ({stats.deduplicated:,} unchanged quotes not re-sent)")
 

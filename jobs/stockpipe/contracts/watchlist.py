@@ -22,7 +22,7 @@ WATCHLIST_FILE_KEY = "watchlist.json"
 Source = Literal["quotes", "trades"]
 
 
-def _default_sources() -> list[Source]:
+def default_sources() -> list[Source]:
     return ["quotes"]
 
 
@@ -33,7 +33,7 @@ class Watchlist(BaseModel):
 
     symbols: list[str] = Field(default_factory=list, max_length=MAX_SYMBOLS)
     poll_interval_seconds: int = Field(15, ge=5, le=3600, alias="pollIntervalSeconds")
-    sources: list[Source] = Field(default_factory=_default_sources, min_length=1)
+    sources: list[Source] = Field(default_factory=default_sources, min_length=1)
     enabled: bool = True
 
     @field_validator("symbols")

@@ -22,14 +22,14 @@ _GAP_NOISE = 0.004
 _MINUTE_VOL = 0.018 / math.sqrt(390)
 
 
-def _stable_int(*parts: object) -> int:
+def stable_int(*parts: object) -> int:
     digest = hashlib.blake2b("|".join(str(p) for p in parts).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
 
 def _unit(*parts: object) -> float:
     """A deterministic number in [-1, 1)."""
-    return (_stable_int(*parts) / 2**63) - 1.0
+    return (stable_int(*parts) / 2**63) - 1.0
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,10 @@ class SyntheticMarket:
         self.seed = seed
 
     def base_price(self, symbol: str) -> float:
-        return round(20 + (_stable_int(self.seed, "base", symbol) % 48000) / 100, 2)
+        return round(20 + (stable_int(self.seed, "base", symbol) % 48000) / 100, 2)
 
     def base_volume(self, symbol: str) -> int:
-        return 1_000_000 + _stable_int(self.seed, "volume", symbol) % 40_000_000
+        return 1_000_000 + stable_int(self.seed, "volume", symbol) % 40_000_000
 
     def _log_level(self, symbol: str, day: date) -> float:
         """Smooth value noise over calendar days: trends over weeks and months, no drift to zero."""
@@ -100,7 +100,7 @@ class SyntheticMarket:
         if s is None:
             raise ValueError(f"{day} is not an NYSE session")
         n = s.minutes
-        rng = np.random.default_rng([self.seed, _stable_int(symbol), day.toordinal()])
+        rng = np.random.default_rng([self.seed, stable_int(symbol), day.toordinal()])
         start, end = math.log(self._open(symbol, day)), math.log(self._close(symbol, day))
         # Brownian bridge from the open to the close, so the day's bar is the path's OHLC.
         walk = np.concatenate([[0.0], np.cumsum(rng.normal(0.0, _MINUTE_VOL, n - 1))])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -46,7 +45,3 @@ class ReplayClock:
             return False
         self._now += timedelta(seconds=seconds)
         return True
-
-
-def monotonic() -> float:
-    return time.monotonic()

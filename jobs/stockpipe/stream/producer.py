@@ -21,7 +21,7 @@ from prometheus_client import Counter, Gauge
 from pydantic import Field, SecretStr, model_validator
 
 from stockpipe.contracts.messages import QUOTE_V1, TRADE_V1, quote_message
-from stockpipe.contracts.watchlist import Watchlist
+from stockpipe.contracts.watchlist import Source, Watchlist, default_sources
 from stockpipe.logs import register_secret
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.ratelimit import RateBudget
@@ -51,7 +51,10 @@ class ProducerSettings(StockpipeSettings):
     watchlist_file: Path | None = Field(
         None, description="watchlist.json (the operator's ConfigMap); re-read on change"
     )
+    # Without a watchlist file, the watchlist is these three settings.
     symbols: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL"])
+    sources: list[Source] = Field(default_factory=default_sources, min_length=1)
+    poll_interval_seconds: int = Field(15, ge=5, le=3600)
     extended_hours: bool = Field(False, description="also poll 04:00-09:30 and 16:00-20:00 New York")
     replay_date: date | None = Field(None, description="replay this session on an accelerated clock, then exit")
     replay_speed: float = Field(600.0, gt=0, description="simulated seconds per real second")
@@ -98,7 +101,9 @@ class QuoteProducer:
         )
         self.heartbeat = Heartbeat(settings.kafka, "producer", settings.heartbeat_seconds)
         self.watchlist_file = WatchlistFile(settings.watchlist_file) if settings.watchlist_file else None
-        self._static = Watchlist(symbols=settings.symbols)
+        self._static = Watchlist(
+            symbols=settings.symbols, sources=settings.sources, poll_interval_seconds=settings.poll_interval_seconds
+        )
         self.last_t: dict[str, int] = {}
         self.next_due: dict[str, datetime] = {}
         self.stats = ProducerStats()

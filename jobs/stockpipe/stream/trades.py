@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from stockpipe.contracts.messages import TRADE_V1, iso
 from stockpipe.logs import redact
-from stockpipe.marketdata.synthetic import SyntheticMarket, _stable_int
+from stockpipe.marketdata.synthetic import SyntheticMarket, stable_int
 from stockpipe.stream.publisher import ProducerQueueFull, Publisher
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class SyntheticTrades:
         i = int((minute_start - path.open_utc).total_seconds() // 60)
         if not 0 <= i < len(path.prices):
             return []
-        rng = np.random.default_rng([self.market.seed, _stable_int(symbol), int(minute_start.timestamp())])
+        rng = np.random.default_rng([self.market.seed, stable_int(symbol), int(minute_start.timestamp())])
         items: list[dict[str, Any]] = []
         for k in range(self.per_minute):
             t = minute_start + timedelta(milliseconds=int(rng.integers(0, 60_000)))

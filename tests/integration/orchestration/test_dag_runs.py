@@ -25,10 +25,16 @@ AS_OF_NOW = {"gold.mart_data_freshness"}
 def stream_session(pipeline: Pipeline) -> None:
     """A synthetic session through the real producer, Kafka and consumer into the MinIO lake."""
     producer = build_producer(
-        ProducerSettings(kafka=pipeline.kafka, symbols=SYMBOLS, replay_date=SESSION, replay_speed=1e9, metrics_port=0),
+        ProducerSettings(
+            kafka=pipeline.kafka,
+            symbols=SYMBOLS,
+            sources=["quotes", "trades"],
+            replay_date=SESSION,
+            replay_speed=1e9,
+            metrics_port=0,
+        ),
         threading.Event(),
     )
-    producer._static = producer._static.model_copy(update={"sources": ["quotes", "trades"]})
     assert producer.run().published > 0
     consumer = LakeConsumer(
         ConsumerSettings(

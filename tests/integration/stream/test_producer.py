@@ -75,8 +75,9 @@ def test_rate_budget_is_never_exceeded_against_finnhub(
     stop = threading.Event()
     symbols = [f"S{chr(65 + i // 26)}{chr(65 + i % 26)}" for i in range(100)]
     budget = RateBudget(per_minute=120)
-    producer = finnhub_producer(kafka_topics, finnhub_standin, budget, stop, speed=1.0, symbols=symbols)
-    producer._static = Watchlist(symbols=symbols, pollIntervalSeconds=5)
+    producer = finnhub_producer(
+        kafka_topics, finnhub_standin, budget, stop, speed=1.0, symbols=symbols, poll_interval_seconds=5
+    )
     timer = threading.Timer(65.0, stop.set)
     timer.start()
     producer.run()
@@ -103,8 +104,8 @@ def test_stale_quotes_are_not_republished_and_zero_quotes_are_rejected(
         stop,
         speed=1e9,
         symbols=["AAPL", "IBM", "ZZZZ"],
+        poll_interval_seconds=15,
     )
-    producer._static = Watchlist(symbols=["AAPL", "IBM", "ZZZZ"], pollIntervalSeconds=15)
     for _ in range(4 * 30):  # 30 simulated minutes, a poll every 15 s
         producer.poll_round()
         producer.clock.sleep(15)
@@ -192,11 +193,10 @@ def test_token_never_reaches_the_output(
 def test_websocket_trades_reconnect_and_resubscribe(kafka_topics: KafkaSettings) -> None:
     ws = FinnhubWebsocketStandin(tokens={FREE_TOKEN}, interval_s=0.05, drop_after=15).start()
     stop = threading.Event()
-    settings = ProducerSettings(kafka=kafka_topics, metrics_port=0, symbols=["AAPL", "MSFT"])
+    settings = ProducerSettings(kafka=kafka_topics, metrics_port=0, symbols=["AAPL", "MSFT"], sources=["trades"])
     from stockpipe.stream.sources import SyntheticQuoteSource
 
     producer = QuoteProducer(settings, SyntheticQuoteSource(), ReplayClock(SESSION_OPEN, 1e9, stop), stop)
-    producer._static = Watchlist(symbols=["AAPL", "MSFT"], sources=["trades"])
     stream = FinnhubTradeStream(ws.url, FREE_TOKEN, producer, producer.publisher, stop, flush_every_s=0.1)
     import asyncio
 

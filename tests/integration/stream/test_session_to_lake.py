@@ -22,10 +22,10 @@ Reader = Callable[[Lake, str], tuple[pa.Table, list[StreamObject]]]
 
 
 def replay(kafka: KafkaSettings, day: date, sources: list[str] | None = None) -> None:
-    settings = ProducerSettings(kafka=kafka, symbols=SYMBOLS, replay_date=day, replay_speed=1e9, metrics_port=0)
+    settings = ProducerSettings(
+        kafka=kafka, symbols=SYMBOLS, sources=sources or ["quotes"], replay_date=day, replay_speed=1e9, metrics_port=0
+    )
     producer = build_producer(settings, threading.Event())
-    if sources:
-        producer._static = producer._static.model_copy(update={"sources": sources})
     stats = producer.run()
     assert stats.published > 0
 
