@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +28,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         elif "unit" in parts or "chart" in parts:
             item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Entry points install their own root handler (on a stream the test runner closes): put pytest's back."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings come only from the test: none leak in from the developer's environment."""
+    for name in list(os.environ):
+        if name.startswith("STOCKPIPE_") and name not in ("STOCKPIPE_CACHE_DIR", "STOCKPIPE_STATE_DIR"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

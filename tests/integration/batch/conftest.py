@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,20 +27,8 @@ FAST_PER_MINUTE = 6000
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI installs its own root handler (on a stream the test runner closes): put pytest's back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture(autouse=True)
-def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("STOCKPIPE_") and name not in ("STOCKPIPE_CACHE_DIR", "STOCKPIPE_STATE_DIR"):
-            monkeypatch.delenv(name)
+def _isolated(restore_logging: None, no_outside_settings: None) -> None:
+    """Every batch test: pytest's log handlers back afterwards, no STOCKPIPE_* settings from outside."""
 
 
 def lake_env(lake: LakeSettings) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -151,15 +150,6 @@ def test_watchlist_file_reload_starts_and_stops_symbols(kafka_topics: KafkaSetti
     path.write_text('{"symbols": ["lowercase"]}')
     assert producer.watchlist_file.poll() is False
     assert producer.watchlist.symbols == ["MSFT", "NVDA"]
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.mark.usefixtures("restore_logging")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -17,22 +16,8 @@ from stockpipe.settings import LakeSettings, load_settings
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI installs its own root handler (on a stream the test runner closes): put pytest's back."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-@pytest.fixture(autouse=True)
-def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("STOCKPIPE_") and name not in ("STOCKPIPE_CACHE_DIR", "STOCKPIPE_STATE_DIR"):
-            monkeypatch.delenv(name)
+def _isolated(restore_logging: None, no_outside_settings: None) -> None:
+    """Every batch test: pytest's log handlers back afterwards, no STOCKPIPE_* settings from outside."""
 
 
 @dataclass
