@@ -8,10 +8,11 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import finnhub
+import requests
 from prometheus_client import Counter, Histogram
-from tenacity import RetryCallState, retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from stockpipe.logs import redact, register_secret
+from stockpipe.marketdata.history.base import RateLimited, RetryPolicy, TransientProviderError, paced_call
 from stockpipe.marketdata.ratelimit import RateBudget
 from stockpipe.marketdata.synthetic import SyntheticMarket
 
@@ -44,57 +45,53 @@ class SyntheticQuoteSource:
         return {"c": q.c, "d": q.d, "dp": q.dp, "h": q.h, "l": q.l, "o": q.o, "pc": q.pc, "t": q.t}
 
 
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, finnhub.FinnhubAPIException):
-        status = int(exc.status_code)
-        return status == 429 or status >= 500
-    return isinstance(exc, finnhub.FinnhubRequestException | OSError)
-
-
 class FinnhubQuoteSource:
-    """Calls /quote through the shared rate budget; retries 429 and 5xx with jittered back-off."""
+    """Calls /quote through the shared rate budget; retries 429 and 5xx with jittered back-off.
+
+    The pacing and retry mechanism is the one the history providers use (`paced_call`).
+    """
 
     name = "finnhub"
 
     def __init__(self, token: str, budget: RateBudget, api_url: str | None = None, attempts: int = 5) -> None:
         register_secret(token)
-        client_class: type[finnhub.Client] = finnhub.Client
+        self.client = finnhub.Client(api_key=token)
         if api_url:
-            # A subclass, so pointing one client elsewhere never changes finnhub.Client for others.
-            client_class = type("FinnhubClient", (finnhub.Client,), {"API_URL": api_url.rstrip("/")})
-        self.client = client_class(api_key=token)
+            # An instance attribute: only this client is pointed elsewhere, never finnhub.Client itself.
+            self.client.API_URL = api_url.rstrip("/")
         self.budget = budget
-        self.attempts = attempts
+        self.policy = RetryPolicy(attempts=attempts, rate_limit_pause_s=5.0)
 
-    def _before_sleep(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, finnhub.FinnhubAPIException) and exc.status_code == 429:
-            RATE_LIMITED.inc()
-            self.budget.penalize(5.0)
-        log.warning("finnhub call failed (%s), retry %d", redact(str(exc)), state.attempt_number)
+    def _quote(self, symbol: str) -> dict[str, Any]:
+        start = time.perf_counter()
+        try:
+            quote = self.client.quote(symbol)
+        except finnhub.FinnhubAPIException as exc:
+            status, detail = int(exc.status_code), redact(str(exc.message))
+            API_ERRORS.labels(str(status)).inc()
+            if status in (401, 403):
+                raise KeyRejected(f"Finnhub refused the API key ({status}: {detail})") from None
+            if status == 429:
+                RATE_LIMITED.inc()
+                raise RateLimited(f"Finnhub HTTP 429: {detail}") from None
+            if status >= 500:
+                raise TransientProviderError(f"Finnhub HTTP {status}: {detail}", status) from None
+            raise
+        except (finnhub.FinnhubRequestException, requests.RequestException) as exc:
+            API_ERRORS.labels("network").inc()
+            # The message may hold the URL, token included: redact before it goes anywhere.
+            raise TransientProviderError(f"Finnhub /quote failed: {redact(str(exc))[:300]}") from None
+        finally:
+            API_LATENCY.labels("quote").observe(time.perf_counter() - start)
+        if not isinstance(quote, dict):
+            raise TransientProviderError(f"unexpected /quote answer: {str(quote)[:100]}")
+        return quote
 
     def fetch(self, symbol: str, at: datetime) -> dict[str, Any]:
-        @retry(
-            retry=retry_if_exception(_retryable),
-            wait=wait_random_exponential(multiplier=0.5, max=20),
-            stop=stop_after_attempt(self.attempts),
-            before_sleep=self._before_sleep,
-            reraise=True,
+        return paced_call(
+            "finnhub quotes",
+            self.budget,
+            self.policy,
+            lambda: self._quote(symbol),
+            exhausted_hint="lower STOCKPIPE_CALLS_PER_MINUTE",
         )
-        def call() -> dict[str, Any]:
-            self.budget.acquire()
-            start = time.perf_counter()
-            try:
-                quote: dict[str, Any] = self.client.quote(symbol)
-            except finnhub.FinnhubAPIException as exc:
-                API_ERRORS.labels(str(exc.status_code)).inc()
-                if exc.status_code in (401, 403):
-                    raise KeyRejected(f"Finnhub refused the API key ({exc.status_code}: {exc.message})") from None
-                raise
-            finally:
-                API_LATENCY.labels("quote").observe(time.perf_counter() - start)
-            if not isinstance(quote, dict):
-                raise finnhub.FinnhubRequestException(f"unexpected /quote answer: {str(quote)[:100]}")
-            return quote
-
-        return call()

@@ -113,6 +113,9 @@ def paced_call(
     call: Callable[[], T],
     *,
     on_retry: Callable[[BaseException], None] | None = None,
+    exhausted_hint: str = (
+        "lower STOCKPIPE_HISTORY_BUDGET_PER_MINUTE or run `stockpipe history gaps` later to load the rest"
+    ),
 ) -> T:
     """Run `call` under the budget, retrying transient failures; a 429 that outlasts every retry is fatal."""
 
@@ -151,5 +154,5 @@ def paced_call(
         # free plans) is used up, and every other symbol would get the same answer.
         raise FatalProviderError(
             f"{provider} still answers 429 (rate limit) after {policy.attempts} tries: its allowance is used up; "
-            "lower STOCKPIPE_HISTORY_BUDGET_PER_MINUTE or run `stockpipe history gaps` later to load the rest"
+            + exhausted_hint
         ) from exc
