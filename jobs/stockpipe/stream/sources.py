@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import datetime
 from typing import Any, Protocol
@@ -15,8 +14,6 @@ from stockpipe.logs import redact, register_secret
 from stockpipe.marketdata.history.base import RateLimited, RetryPolicy, TransientProviderError, paced_call
 from stockpipe.marketdata.ratelimit import RateBudget
 from stockpipe.marketdata.synthetic import SyntheticMarket
-
-log = logging.getLogger("stockpipe.sources")
 
 API_LATENCY = Histogram("stockpipe_producer_api_latency_seconds", "Finnhub REST latency", ["endpoint"])
 RATE_LIMITED = Counter("stockpipe_producer_rate_limited_total", "HTTP 429 answers from the provider")
