@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,9 +20,23 @@ class ServiceError(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port below Linux's ephemeral range (32768+).
+
+    A port handed out by bind(0) is an ephemeral one, which any outgoing connection may take before
+    the service that was meant to get it binds it; below that range only listeners compete. The
+    default service ports (19000-19099) and the demo's (29000-29099) are left alone.
+    """
+    for _ in range(200):
+        port = random.randrange(20_000, 32_000)  # noqa: S311 - spreading ports, not security
+        if 29_000 <= port < 29_100:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ServiceError("no free port between 20000 and 32000 on 127.0.0.1")
 
 
 def port_in_use(port: int) -> bool:
