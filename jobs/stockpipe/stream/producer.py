@@ -29,7 +29,7 @@ from stockpipe.observability import start_observability
 from stockpipe.settings import KafkaSettings, StockpipeSettings
 from stockpipe.stream.clock import Clock, ReplayClock, WallClock
 from stockpipe.stream.heartbeat import Heartbeat
-from stockpipe.stream.publisher import ProducerQueueFull, Publisher
+from stockpipe.stream.publisher import ProducerQueueFull, Publisher, PublishResult
 from stockpipe.stream.sources import FinnhubQuoteSource, KeyRejected, QuoteSource, SyntheticQuoteSource
 from stockpipe.stream.trades import SyntheticTrades
 from stockpipe.stream.watchlist_file import WatchlistFile
@@ -181,20 +181,26 @@ class QuoteProducer:
         return len(messages)
 
     def _publish(self, messages: list[dict[str, Any]]) -> None:
+        remaining = messages
         while True:
             try:
-                result = self.publisher.publish(self.settings.kafka.topic_quotes, QUOTE_V1, messages)
+                result = self.publisher.publish(self.settings.kafka.topic_quotes, QUOTE_V1, remaining)
                 break
             except ProducerQueueFull as exc:
-                log.error("%s; holding %d quotes and retrying", exc, len(messages))
+                self._count(exc.result)
+                remaining = exc.remaining  # what is queued stays queued: only the rest is retried
+                log.error("%s; holding %d quotes and retrying", exc, len(remaining))
                 if self.stop.is_set():
                     raise
-        for reason, count in result.rejected.items():
-            self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + count
-        self.stats.published += result.queued
+        self._count(result)
         published = {m["symbol"]: m for m in messages}
         for symbol, msg in published.items():
             self.last_t[symbol] = int(datetime.fromisoformat(msg["quote_ts"]).timestamp())
+
+    def _count(self, result: PublishResult) -> None:
+        for reason, count in result.rejected.items():
+            self.stats.rejected[reason] = self.stats.rejected.get(reason, 0) + count
+        self.stats.published += result.queued
 
     def _mark_session_end(self, now: datetime) -> None:
         """Once per session, after its close: a watermark in every partition of the stream topics."""

@@ -7,8 +7,12 @@ ProducerQueueFull with what is wrong; the caller keeps the messages and retries.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,9 +22,9 @@ import orjson
 from confluent_kafka import KafkaError, Message, Producer
 from prometheus_client import Counter
 
-from stockpipe.contracts.messages import WATERMARK_V1, MessageSchema, iso
+from stockpipe.contracts.messages import QUOTE_V1, TRADE_V1, WATERMARK_V1, MessageSchema, iso
 from stockpipe.settings import KafkaSettings
-from stockpipe.stream.validation import BatchValidator
+from stockpipe.stream.validation import BatchValidator, Started
 
 log = logging.getLogger("stockpipe.publisher")
 
@@ -30,17 +34,47 @@ REJECTED = Counter("stockpipe_producer_rejected_total", "Messages refused before
 DELIVERY_FAILED = Counter("stockpipe_producer_delivery_failed_total", "Messages Kafka did not acknowledge", ["topic"])
 
 
-class ProducerQueueFull(RuntimeError):
-    """The bounded local queue stayed full: the broker is not acknowledging."""
-
-
 @dataclass
 class PublishResult:
     queued: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
 
 
+class ProducerQueueFull(RuntimeError):
+    """The bounded local queue stayed full: the broker is not acknowledging.
+
+    From publish(): `result` says what was queued and rejected before it happened, and `remaining`
+    holds the messages not queued yet, in order, so that the caller can retry them alone.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.result = PublishResult()
+        self.remaining: list[dict[str, Any]] = []
+        self.unqueued: list[int] | None = None  # positions within one _produce_all call
+
+
+@dataclass
+class _Chunk:
+    start: int  # position of its first message in the batch
+    messages: list[dict[str, Any]]
+    values: list[bytes]
+    keys: list[bytes]
+    started: Started
+
+
+def _symbol_keys(messages: list[dict[str, Any]]) -> list[bytes]:
+    """Each message's symbol as its key: mapped in C when every message has a str symbol, as they should."""
+    try:
+        return list(map(str.encode, map(operator.itemgetter("symbol"), messages)))
+    except (KeyError, TypeError):  # the validator rejects these messages; their keys only need to exist
+        return [str(m.get("symbol", "")).encode() for m in messages]
+
+
 class Publisher:
+    FIRST_CHUNK = 1_000  # messages parsed for their check at a time: the first chunk of a batch
+    CHUNK = 5_000  # and the others
+
     def __init__(self, kafka: KafkaSettings, max_queue_messages: int = 100_000, full_timeout_s: float = 30.0) -> None:
         self.kafka = kafka
         self.full_timeout_s = full_timeout_s
@@ -60,7 +94,10 @@ class Publisher:
                 "delivery.report.only.error": True,
             }
         )
-        self._validators: dict[str, BatchValidator] = {}
+        # Built (and Arrow warmed up) at start, not on the first publish.
+        self._validators = {schema.name: BatchValidator(schema) for schema in (QUOTE_V1, TRADE_V1)}
+        self._lock = threading.Lock()  # for the counters: the quote loop and the trade stream share a publisher
+        self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-parser")
         self.queued = 0
         self.delivered = 0
         self.failed = 0
@@ -75,10 +112,11 @@ class Publisher:
 
     def _account(self) -> None:
         """Acknowledged = queued - still in the queue - failed (success reports are not delivered one by one)."""
-        acknowledged = self.queued - len(self.producer) - self.failed
-        if acknowledged > self.delivered:
-            PUBLISHED.labels("all").inc(acknowledged - self.delivered)
-            self.delivered = acknowledged
+        with self._lock:
+            acknowledged = self.queued - len(self.producer) - self.failed
+            if acknowledged > self.delivered:
+                PUBLISHED.labels("all").inc(acknowledged - self.delivered)
+                self.delivered = acknowledged
 
     def _try_produce(self, topic: str, value: bytes, key: bytes | None, partition: int | None) -> bool:
         """Queue one message; False when the local queue is full."""
@@ -89,8 +127,12 @@ class Publisher:
                 self.producer.produce(topic, value, key, partition, on_delivery=self._on_delivery)
         except BufferError:
             return False
-        self.queued += 1
+        self._count_queued(1)
         return True
+
+    def _count_queued(self, n: int) -> None:
+        with self._lock:
+            self.queued += n
 
     def _produce(self, topic: str, value: bytes, key: bytes | None, partition: int | None = None) -> None:
         if self._try_produce(topic, value, key, partition):
@@ -108,33 +150,97 @@ class Publisher:
                 )
 
     def publish(self, topic: str, schema: MessageSchema, messages: list[dict[str, Any]]) -> PublishResult:
-        """Check a batch against the contract, then queue the valid ones (key = symbol)."""
+        """Check a batch against the contract, then queue the valid ones (key = symbol), in order.
+
+        A large batch goes through in chunks: a chunk is parsed for its check on the parser thread
+        (Arrow parses without the GIL) while the one before it is checked and queued here.
+        Raises ProducerQueueFull (with what is left to publish) when the local queue stays full.
+        """
         result = PublishResult()
-        if not messages:
-            return result
-        values = [orjson.dumps(m) for m in messages]
-        keys = [str(m.get("symbol", "")).encode() for m in messages]
-        validator = self._validators.setdefault(schema.name, BatchValidator(schema))
-        n = len(values)
-        checked = validator.check(
-            values,
-            keys,
-            np.zeros(n, np.int64),
-            np.arange(n, dtype=np.int64),
-            np.full(n, int(time.time() * 1000), np.int64),
-        )
-        bad = {r.offset for r in checked.rejects}
-        for r in checked.rejects:
-            result.rejected[r.reason] = result.rejected.get(r.reason, 0) + 1
-            REJECTED.labels(r.reason.split(":", 1)[0]).inc()
-            log.warning("not published: %s %s", r.reason, (r.value or b"")[:200].decode("utf-8", "replace"))
-        produce = self._produce
-        for i, (value, key) in enumerate(zip(values, keys, strict=True)):
-            if i not in bad:
-                produce(topic, value, key)
-        result.queued = n - len(bad)
+        validator = self._validators.get(schema.name)
+        if validator is None:
+            validator = self._validators[schema.name] = BatchValidator(schema)
+        now_ms = int(time.time() * 1000)
+        previous: _Chunk | None = None
+        # A short first chunk, so that little of the batch waits for a parse with nothing to overlap.
+        n = len(messages)
+        bounds = sorted({0, n, *range(min(self.FIRST_CHUNK, n), n, self.CHUNK)})
+        for start, end in [*itertools.pairwise(bounds), (n, n)]:  # the last round only finishes the last chunk
+            current: _Chunk | None = None
+            if start < end:
+                chunk = messages[start:end]
+                values = list(map(orjson.dumps, chunk))
+                current = _Chunk(start, chunk, values, _symbol_keys(chunk), validator.begin(values, self._parser))
+            if previous is not None:
+                try:
+                    self._check_and_queue(topic, validator, previous, now_ms, result)
+                except ProducerQueueFull as exc:
+                    exc.result = result
+                    exc.remaining += messages[previous.start + len(previous.messages) :]
+                    raise
+            previous = current
         self.producer.poll(0)
         return result
+
+    def _check_and_queue(
+        self, topic: str, validator: BatchValidator, chunk: _Chunk, now_ms: int, result: PublishResult
+    ) -> None:
+        n = len(chunk.values)
+        positions = np.arange(n, dtype=np.int64)
+        checked = validator.finish(
+            chunk.started, chunk.keys, np.zeros(n, np.int64), positions, np.full(n, now_ms, np.int64), rows=False
+        )
+        good = list(range(n))
+        values, keys = chunk.values, chunk.keys
+        if checked.rejects:
+            for r in checked.rejects:
+                result.rejected[r.reason] = result.rejected.get(r.reason, 0) + 1
+                REJECTED.labels(r.reason.split(":", 1)[0]).inc()
+                log.warning("not published: %s %s", r.reason, (r.value or b"")[:200].decode("utf-8", "replace"))
+            bad = {r.offset for r in checked.rejects}  # the offset of a reject is its position here
+            good = [i for i in good if i not in bad]
+            values, keys = [values[i] for i in good], [keys[i] for i in good]
+        try:
+            self._produce_all(topic, values, keys)
+        except ProducerQueueFull as exc:
+            unqueued = exc.unqueued or []
+            result.queued += len(values) - len(unqueued)
+            exc.remaining = [chunk.messages[good[i]] for i in unqueued]
+            raise
+        result.queued += len(values)
+
+    def _produce_all(self, topic: str, values: list[bytes], keys: list[bytes]) -> None:
+        """Queue messages in order: in bulk (one C call) as far as the local queue has room, else one by one.
+
+        Raises ProducerQueueFull with `unqueued`: the positions that are not in the queue.
+        """
+        batch = [{"value": v, "key": k} for v, k in zip(values, keys, strict=True)]
+        i = 0
+        try:
+            while i < len(batch):
+                # Only what fits, so a full queue never refuses a message in the middle of a bulk call.
+                room = self.max_queue_messages - len(self.producer)
+                if room <= 0:
+                    self._produce(topic, values[i], keys[i])  # waits for room (back-pressure)
+                    i += 1
+                    continue
+                bulk = batch[i : i + room]
+                queued = self.producer.produce_batch(topic, bulk, on_delivery=self._on_delivery)
+                self._count_queued(queued)
+                if queued < len(bulk):
+                    refused = [i + j for j, m in enumerate(bulk) if "_error" in m]
+                    log.warning("%d messages refused by the local queue; queueing them again", len(refused))
+                    for done, at in enumerate(refused):
+                        try:
+                            self._produce(topic, values[at], keys[at])
+                        except ProducerQueueFull as exc:
+                            exc.unqueued = refused[done:] + list(range(i + len(bulk), len(batch)))
+                            raise
+                i += len(bulk)
+        except ProducerQueueFull as exc:
+            if exc.unqueued is None:
+                exc.unqueued = list(range(i, len(batch)))
+            raise
 
     def watermark(self, topic: str, ts: datetime) -> int:
         """A watermark in every partition: record time has reached ts (closes the consumer's open files)."""

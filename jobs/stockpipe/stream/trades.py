@@ -116,8 +116,10 @@ class FinnhubTradeStream:
                 self.publisher.publish(self.producer.settings.kafka.topic_trades, TRADE_V1, batch)
                 return
             except ProducerQueueFull as exc:
+                batch = exc.remaining  # what is queued stays queued: only the rest is retried
                 log.error("%s; holding %d trades", exc, len(batch))
                 if self.stop.is_set():
+                    log.error("stopping: %d trades not published", len(batch))
                     return
 
     async def _session(self) -> None:

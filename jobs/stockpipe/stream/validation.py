@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
 import orjson
@@ -31,6 +32,7 @@ from stockpipe.contracts.messages import (
 )
 from stockpipe.contracts.watchlist import SYMBOL_PATTERN
 
+T = TypeVar("T")
 _FRAMING = bytes.maketrans(b"\r\n", b"  ")  # JSON whitespace; inside strings they must be escaped anyway
 
 
@@ -58,6 +60,16 @@ class Watermark:
 
 
 @dataclass
+class Started:
+    """A batch on its way through BatchValidator: values set aside, and the parse of the rest."""
+
+    values: Sequence[bytes]
+    reasons: list[str | None]
+    parseable: np.ndarray
+    parsed: Future[pa.Table]
+
+
+@dataclass
 class CheckedBatch:
     """Valid rows (message columns plus kafka_partition, kafka_offset), rejects, and watermarks."""
 
@@ -66,13 +78,21 @@ class CheckedBatch:
     watermarks: list[Watermark] = field(default_factory=list)
 
 
+def _pick(seq: Sequence[T], idx: np.ndarray) -> Sequence[T]:
+    """The items of seq at idx: seq itself when idx is all of it in order (the common case), else a list."""
+    if len(idx) == len(seq) and (len(idx) == 0 or (idx[0] == 0 and idx[-1] == len(seq) - 1)):
+        return seq  # idx is sorted and unique, so first and last pin it to 0..n-1
+    return [seq[i] for i in idx.tolist()]
+
+
 class BatchValidator:
     def __init__(self, schema: MessageSchema) -> None:
         self.schema = schema
         self.parse_schema = schema.arrow_schema().append(pa.field("watermark_ts", TIMESTAMP))
         self._parse_options = pj.ParseOptions(explicit_schema=self.parse_schema, unexpected_field_behavior="ignore")
-        # Blocks of 1 MiB: Arrow parses blocks in parallel, so a poll's worth spreads over the cores.
-        self._read_options = pj.ReadOptions(use_threads=True, block_size=1 << 20)
+        # One block, one thread: callers run batches side by side on threads of their own (measured:
+        # Arrow's own threads gain nothing here on 2 cores and compete with those).
+        self._read_options = pj.ReadOptions(use_threads=False, block_size=1 << 26)
         self._fields = {f.name: f for f in schema.fields}
         self._warm_up()
 
@@ -81,11 +101,19 @@ class BatchValidator:
         self._check_values(self.parse_schema.empty_table(), [])
 
     # -- parsing ---------------------------------------------------------------------------------
-    def _parse(self, values: Sequence[bytes]) -> pa.Table:
+    @staticmethod
+    def _blob(values: Sequence[bytes]) -> bytes:
+        """One JSON value per line."""
         blob = b"\n".join(values)
         if blob.count(b"\n") != len(values) - 1 or b"\r" in blob:
             blob = b"\n".join(v.translate(_FRAMING) for v in values)
+        return blob
+
+    def _read(self, blob: bytes) -> pa.Table:
         return pj.read_json(io.BytesIO(blob), read_options=self._read_options, parse_options=self._parse_options)
+
+    def _parse(self, values: Sequence[bytes]) -> pa.Table:
+        return self._read(self._blob(values))
 
     def _parse_bisect(
         self,
@@ -95,7 +123,7 @@ class BatchValidator:
         bad: list[tuple[int, str]],
     ) -> None:
         try:
-            out.append((idx, self._parse([values[i] for i in idx])))
+            out.append((idx, self._parse(_pick(values, idx))))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             if len(idx) == 1:
                 bad.append((int(idx[0]), self.explain(values[int(idx[0])], str(exc))))
@@ -146,21 +174,61 @@ class BatchValidator:
         offsets: np.ndarray,
         timestamps_ms: Indexed,
     ) -> CheckedBatch:
+        return self.finish(self.begin(values), keys, partitions, offsets, timestamps_ms)
+
+    def begin(self, values: Sequence[bytes | None], parse_on: Executor | None = None) -> Started:
+        """Set aside what cannot be parsed and start parsing the rest, on `parse_on` when given.
+
+        Arrow parses without the GIL, so a caller can do other work (encode or queue the previous
+        batch) while a batch is parsed, then finish() it.
+        """
         n = len(values)
         reasons: list[str | None] = [None] * n
-        parseable: list[int] = []
-        for i, v in enumerate(values):
-            if not v:
-                reasons[i] = "empty_message"
-            elif len(v) > self.schema.max_bytes:
-                reasons[i] = "oversized"
+        # No None left (a tombstone is an empty message), without a copy when there is none.
+        vals = [v if v is not None else b"" for v in values] if None in values else cast(Sequence[bytes], values)
+        sizes = np.fromiter(map(len, vals), dtype=np.int64, count=n)
+        unparseable = (sizes == 0) | (sizes > self.schema.max_bytes)
+        for at in np.flatnonzero(unparseable).tolist():
+            reasons[at] = "empty_message" if sizes[at] == 0 else "oversized"
+        parseable = np.flatnonzero(~unparseable) if unparseable.any() else np.arange(n, dtype=np.int64)
+        parsed: Future[pa.Table] = Future()
+        if len(parseable):
+            blob = self._blob(_pick(vals, parseable))
+            if parse_on is not None:
+                parsed = parse_on.submit(self._read, blob)
             else:
-                parseable.append(i)
-        vals: list[bytes] = [v if v else b"" for v in values]
+                try:
+                    parsed.set_result(self._read(blob))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    parsed.set_exception(exc)
+        return Started(vals, reasons, parseable, parsed)
+
+    def finish(
+        self,
+        started: Started,
+        keys: Sequence[bytes | None],
+        partitions: np.ndarray,
+        offsets: np.ndarray,
+        timestamps_ms: Indexed,
+        rows: bool = True,
+    ) -> CheckedBatch:
+        """Check the parsed values against the contract; a batch Arrow refused is bisected to its bad messages.
+
+        rows=False leaves CheckedBatch.valid empty, for a caller that only needs the verdicts.
+        """
+        values, reasons, parseable = started.values, started.reasons, started.parseable
         pieces: list[tuple[np.ndarray, pa.Table]] = []
         bad: list[tuple[int, str]] = []
-        if parseable:
-            self._parse_bisect(vals, np.asarray(parseable, dtype=np.int64), pieces, bad)
+        if len(parseable):
+            try:
+                pieces.append((parseable, started.parsed.result()))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                if len(parseable) == 1:
+                    bad.append((int(parseable[0]), self.explain(values[int(parseable[0])], str(exc))))
+                else:
+                    mid = len(parseable) // 2
+                    self._parse_bisect(values, parseable[:mid], pieces, bad)
+                    self._parse_bisect(values, parseable[mid:], pieces, bad)
         for i, reason in bad:
             reasons[i] = reason
         if pieces:
@@ -169,7 +237,7 @@ class BatchValidator:
         else:
             idx = np.zeros(0, dtype=np.int64)
             table = self.parse_schema.empty_table()
-        row_reasons = self._check_values(table, [keys[i] for i in idx])
+        row_reasons = self._check_values(table, _pick(keys, idx))
         watermarks: list[Watermark] = []
         is_mark = np.zeros(len(idx), dtype=bool)
         if len(idx):
@@ -185,13 +253,16 @@ class BatchValidator:
             for row, reason in row_reasons.items():
                 if not is_mark[row]:
                     reasons[int(idx[row])] = reason
-        ok_rows = np.ones(len(idx), dtype=bool)
-        ok_rows[list(row_reasons)] = False
-        ok_rows &= ~is_mark
-        valid = table.filter(pa.array(ok_rows)).drop_columns(["schema", "watermark_ts"])
-        valid = valid.append_column("kafka_partition", pa.array(partitions[idx[ok_rows]], pa.int32()))
-        valid = valid.append_column("kafka_offset", pa.array(offsets[idx[ok_rows]], pa.int64()))
-        valid = valid.cast(self.schema.lake_schema())
+        if rows:
+            ok_rows = np.ones(len(idx), dtype=bool)
+            ok_rows[list(row_reasons)] = False
+            ok_rows &= ~is_mark
+            valid = table.filter(pa.array(ok_rows)).drop_columns(["schema", "watermark_ts"])
+            valid = valid.append_column("kafka_partition", pa.array(partitions[idx[ok_rows]], pa.int32()))
+            valid = valid.append_column("kafka_offset", pa.array(offsets[idx[ok_rows]], pa.int64()))
+            valid = valid.cast(self.schema.lake_schema())
+        else:
+            valid = self.schema.lake_schema().empty_table()
         rejects = [
             Reject(r, int(partitions[i]), int(offsets[i]), values[i], keys[i], int(timestamps_ms[i]))
             for i, r in enumerate(reasons)
@@ -201,43 +272,56 @@ class BatchValidator:
 
     def _check_values(self, table: pa.Table, keys: Sequence[bytes | None]) -> dict[int, str]:
         """Row index -> the first rule it breaks, for rows Arrow could parse."""
+        rules = self._rules(table, keys)
+        # The usual batch breaks no rule: one combined test, and the rows are looked at only if it fails.
+        broken = rules[0][0]
+        for mask, _ in rules[1:]:
+            broken = pc.or_kleene(broken, mask)
         found: dict[int, str] = {}
-
-        def flag(mask: Any, reason: str) -> None:
-            arr = np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
-            for j in np.flatnonzero(arr):
-                found.setdefault(int(j), reason)
-
+        if not pc.any(broken).as_py():  # nulls (a rule that does not apply) count as not broken
+            return found
+        for mask, reason in rules:
+            for j in np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False)).tolist():
+                found.setdefault(j, reason)
         schema_col = table["schema"]
-        flag(pc.is_null(schema_col), "missing_field:schema")
-        wrong = pc.and_(pc.not_equal(schema_col, self.schema.name), pc.not_equal(schema_col, WATERMARK_V1))
-        if pc.any(pc.fill_null(wrong, False)).as_py():
-            for j in np.flatnonzero(pc.fill_null(wrong, False).to_numpy(zero_copy_only=False)):
-                name = schema_col[int(j)].as_py()
-                found.setdefault(int(j), f"wrong_topic:{name}" if name in SCHEMAS else f"unknown_schema:{name}"[:80])
-        for f in self.schema.fields:
-            if f.required:
-                flag(pc.is_null(table[f.name]), f"missing_field:{f.name}")
+        for j, reason in found.items():
+            if reason == "wrong_schema":
+                name = schema_col[j].as_py()
+                found[j] = f"wrong_topic:{name}" if name in SCHEMAS else f"unknown_schema:{name}"[:80]
+        return found
+
+    def _rules(self, table: pa.Table, keys: Sequence[bytes | None]) -> list[tuple[Any, str]]:
+        """(mask of the rows that break it, reason) for every rule, in order of precedence."""
+        schema_col = table["schema"]
+        rules: list[tuple[Any, str]] = [
+            (pc.is_null(schema_col), "missing_field:schema"),
+            (
+                pc.and_(pc.not_equal(schema_col, self.schema.name), pc.not_equal(schema_col, WATERMARK_V1)),
+                "wrong_schema",
+            ),
+        ]
+        rules += [(pc.is_null(table[f.name]), f"missing_field:{f.name}") for f in self.schema.fields if f.required]
         if "symbol" in self._fields:
             symbols = table["symbol"]
-            flag(pc.invert(pc.match_substring_regex(symbols, SYMBOL_PATTERN)), "bad_symbol")
+            rules.append((pc.invert(pc.match_substring_regex(symbols, SYMBOL_PATTERN)), "bad_symbol"))
             key_col = pa.array(keys, pa.binary())
-            flag(pc.and_(pc.is_valid(key_col), pc.not_equal(key_col, pc.cast(symbols, pa.binary()))), "key_mismatch")
+            mismatch = pc.and_(pc.is_valid(key_col), pc.not_equal(key_col, pc.cast(symbols, pa.binary())))
+            rules.append((mismatch, "key_mismatch"))
         for f in self.schema.fields:
             col = table[f.name]
             if f.positive or f.non_negative:
-                flag(pc.invert(pc.is_finite(col)), f"not_finite:{f.name}")
+                rules.append((pc.invert(pc.is_finite(col)), f"not_finite:{f.name}"))
             if f.positive:
-                flag(pc.less_equal(col, 0), f"non_positive:{f.name}")
+                rules.append((pc.less_equal(col, 0), f"non_positive:{f.name}"))
             if f.non_negative:
-                flag(pc.less(col, 0), f"negative:{f.name}")
+                rules.append((pc.less(col, 0), f"negative:{f.name}"))
         event = table[self.schema.event_ts]
         earliest = pa.scalar(EARLIEST_EVENT, TIMESTAMP)
-        flag(pc.less(event, earliest), f"ts_too_old:{self.schema.event_ts}")
+        rules.append((pc.less(event, earliest), f"ts_too_old:{self.schema.event_ts}"))
         if "fetched_at" in table.column_names:
             limit = pc.add(table["fetched_at"], pa.scalar(MAX_FUTURE_SKEW_S * 1_000_000, pa.duration("us")))
-            flag(pc.greater(event, limit), f"ts_in_future:{self.schema.event_ts}")
-            flag(pc.less(table["fetched_at"], earliest), "ts_too_old:fetched_at")
+            rules.append((pc.greater(event, limit), f"ts_in_future:{self.schema.event_ts}"))
+            rules.append((pc.less(table["fetched_at"], earliest), "ts_too_old:fetched_at"))
         if "day_low" in table.column_names:
-            flag(pc.greater(table["day_low"], table["day_high"]), "inconsistent_range:day_low>day_high")
-        return found
+            rules.append((pc.greater(table["day_low"], table["day_high"]), "inconsistent_range:day_low>day_high"))
+        return rules

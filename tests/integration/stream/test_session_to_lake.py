@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Callable
 from datetime import date
@@ -16,6 +15,7 @@ from stockpipe.marketdata import calendar
 from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.consumer import ConsumerSettings, LakeConsumer
 from stockpipe.stream.producer import ProducerSettings, build_producer
+from tests.integration.stream.lake_checks import assert_no_overlap
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "BRK.B"]
 Reader = Callable[[Lake, str], tuple[pa.Table, list[StreamObject]]]
@@ -81,10 +81,5 @@ def test_resume_from_the_lake_after_a_restart(
     c2 = consume(kafka_topics, file_lake, group_id="resume", max_records_per_file=200, batch_size=500)
     quotes, objects = lake_reader(Lake(file_lake), "quotes")
     assert quotes.num_rows == calendar.session(day).minutes * len(SYMBOLS)  # type: ignore[union-attr]
-    per_partition: dict[int, list[StreamObject]] = {}
-    for o in sorted(objects, key=lambda o: o.first_offset):
-        per_partition.setdefault(o.partition, []).append(o)
-    for objs in per_partition.values():  # contiguous, no overlap
-        for a, b in itertools.pairwise(objs):
-            assert b.first_offset > a.last_offset
+    assert_no_overlap(objects)
     assert c2.stats.rows + c1.stats.rows == quotes.num_rows
