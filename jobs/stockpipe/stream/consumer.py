@@ -142,8 +142,11 @@ class _TopicBatch:
         self.all_partitions = partitions if mine is None else partitions[mine]
         self.all_offsets = offsets if mine is None else offsets[mine]
         self._partitions, self._offsets = partitions, offsets
+        # What select() keeps: the fresh messages of this topic.
         self.fresh = np.zeros(0, dtype=bool)
         self.values: Sequence[bytes | None] = []
+        self._keys: Sequence[bytes | None] = []
+        self._msgs: Sequence[Message] = []
         self.partitions, self.offsets = self.all_partitions, self.all_offsets
         self._future: Future[CheckedBatch] | None = None
 

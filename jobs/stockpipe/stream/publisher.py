@@ -7,11 +7,11 @@ ProducerQueueFull with what is wrong; the caller keeps the messages and retries.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import operator
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,8 +72,8 @@ def _symbol_keys(messages: list[dict[str, Any]]) -> list[bytes]:
 
 
 class Publisher:
-    FIRST_CHUNK = 1_000  # messages parsed for their check at a time: the first chunk of a batch
-    CHUNK = 5_000  # and the others
+    CHUNK = 2_000  # messages parsed for their check at a time
+    PARSER_THREADS = 2  # chunks parsed ahead of the one being queued
 
     def __init__(self, kafka: KafkaSettings, max_queue_messages: int = 100_000, full_timeout_s: float = 30.0) -> None:
         self.kafka = kafka
@@ -97,7 +97,7 @@ class Publisher:
         # Built (and Arrow warmed up) at start, not on the first publish.
         self._validators = {schema.name: BatchValidator(schema) for schema in (QUOTE_V1, TRADE_V1)}
         self._lock = threading.Lock()  # for the counters: the quote loop and the trade stream share a publisher
-        self._parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="publish-parser")
+        self._parser = ThreadPoolExecutor(max_workers=self.PARSER_THREADS, thread_name_prefix="publish-parser")
         self.queued = 0
         self.delivered = 0
         self.failed = 0
@@ -152,8 +152,8 @@ class Publisher:
     def publish(self, topic: str, schema: MessageSchema, messages: list[dict[str, Any]]) -> PublishResult:
         """Check a batch against the contract, then queue the valid ones (key = symbol), in order.
 
-        A large batch goes through in chunks: a chunk is parsed for its check on the parser thread
-        (Arrow parses without the GIL) while the one before it is checked and queued here.
+        A large batch goes through in chunks: the next chunks are parsed for their check on the parser
+        threads (Arrow parses without the GIL) while the one before them is checked and queued here.
         Raises ProducerQueueFull (with what is left to publish) when the local queue stays full.
         """
         result = PublishResult()
@@ -161,26 +161,34 @@ class Publisher:
         if validator is None:
             validator = self._validators[schema.name] = BatchValidator(schema)
         now_ms = int(time.time() * 1000)
-        previous: _Chunk | None = None
-        # A short first chunk, so that little of the batch waits for a parse with nothing to overlap.
-        n = len(messages)
-        bounds = sorted({0, n, *range(min(self.FIRST_CHUNK, n), n, self.CHUNK)})
-        for start, end in [*itertools.pairwise(bounds), (n, n)]:  # the last round only finishes the last chunk
-            current: _Chunk | None = None
-            if start < end:
-                chunk = messages[start:end]
-                values = list(map(orjson.dumps, chunk))
-                current = _Chunk(start, chunk, values, _symbol_keys(chunk), validator.begin(values, self._parser))
-            if previous is not None:
-                try:
-                    self._check_and_queue(topic, validator, previous, now_ms, result)
-                except ProducerQueueFull as exc:
-                    exc.result = result
-                    exc.remaining += messages[previous.start + len(previous.messages) :]
-                    raise
-            previous = current
+        ahead: deque[_Chunk] = deque()  # encoded, and being parsed on the parser threads
+        for start in range(0, len(messages), self.CHUNK):
+            chunk = messages[start : start + self.CHUNK]
+            values = list(map(orjson.dumps, chunk))
+            ahead.append(_Chunk(start, chunk, values, _symbol_keys(chunk), validator.begin(values, self._parser)))
+            if len(ahead) > self.PARSER_THREADS:
+                self._check_and_queue_next(topic, validator, ahead, messages, now_ms, result)
+        while ahead:
+            self._check_and_queue_next(topic, validator, ahead, messages, now_ms, result)
         self.producer.poll(0)
         return result
+
+    def _check_and_queue_next(
+        self,
+        topic: str,
+        validator: BatchValidator,
+        ahead: deque[_Chunk],
+        messages: list[dict[str, Any]],
+        now_ms: int,
+        result: PublishResult,
+    ) -> None:
+        chunk = ahead.popleft()
+        try:
+            self._check_and_queue(topic, validator, chunk, now_ms, result)
+        except ProducerQueueFull as exc:
+            exc.result = result
+            exc.remaining += messages[chunk.start + len(chunk.messages) :]
+            raise
 
     def _check_and_queue(
         self, topic: str, validator: BatchValidator, chunk: _Chunk, now_ms: int, result: PublishResult
