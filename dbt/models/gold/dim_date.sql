@@ -1,7 +1,8 @@
 {#-
   Incremental so that a run rebuilds it only when the calendar seed changed (a regenerated seed with
   a new ad-hoc closure, another year): then every day is recomputed, because session numbers and
-  previous/next sessions of other days move too; otherwise the run merges nothing.
+  previous/next sessions of other days move too; otherwise the run merges nothing, and the check
+  comes first so that nothing else is computed.
 -#}
 {{
     config(
@@ -12,7 +13,7 @@
     )
 }}
 
-with days as (
+with seed_days as (
     select
         cast(nyse_sessions.date_day as date) as date_day,
         cast(nyse_sessions.is_session as boolean) as is_session,
@@ -25,15 +26,30 @@ with days as (
 {% if is_incremental() %}
     seed_changed as (
         select count(*) > 0 as any_change
-        from days
+        from seed_days
         left join {{ this }} as current_days
             on
-                days.date_day = current_days.date_day
-                and days.is_session = current_days.is_session
-                and days.is_early_close = current_days.is_early_close
-                and coalesce(days.session_open_utc = current_days.session_open_utc, days.session_open_utc is null)
-                and coalesce(days.session_close_utc = current_days.session_close_utc, days.session_close_utc is null)
+                seed_days.date_day = current_days.date_day
+                and seed_days.is_session = current_days.is_session
+                and seed_days.is_early_close = current_days.is_early_close
+                and coalesce(
+                    seed_days.session_open_utc = current_days.session_open_utc, seed_days.session_open_utc is null
+                )
+                and coalesce(
+                    seed_days.session_close_utc = current_days.session_close_utc, seed_days.session_close_utc is null
+                )
         where current_days.date_day is null
+    ),
+
+    days as (
+        select seed_days.*
+        from seed_days
+        where (select seed_changed.any_change from seed_changed)
+    ),
+{% else %}
+    days as (
+        select seed_days.*
+        from seed_days
     ),
 {% endif %}
 
@@ -92,6 +108,3 @@ select
 from numbered
 left join year_ends
     on extract(year from numbered.date_day) - 1 = year_ends.year_number
-{% if is_incremental() %}
-    where (select seed_changed.any_change from seed_changed)
-{% endif %}

@@ -6,6 +6,7 @@ Wire into the main app with `app.add_typer(load_app, name="load")`.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,16 @@ def calendar_seed_command(
     typer.echo(f"{out}: {days} days, {first_year}-01-01..{last_year}-12-31")
 
 
+def _instant(text: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO 8601 instant: {text!r}", param_hint="--as-of") from None
+    if instant.tzinfo is None:
+        raise typer.BadParameter("needs a UTC offset, e.g. 2025-01-14T21:00:00+00:00", param_hint="--as-of")
+    return instant
+
+
 def _run_dbt(args: list[str], target: str | None) -> None:
     from stockpipe.warehouse.dbt_runner import run_dbt
 
@@ -109,6 +120,9 @@ def dbt_build_command(
     exclude: list[str] = typer.Option([], "--exclude", help="dbt node exclusion"),  # noqa: B008
     full_refresh: bool = typer.Option(False, "--full-refresh", help="rebuild incremental models from scratch"),
     dbt_vars: str | None = typer.Option(None, "--vars", help="dbt vars as YAML, e.g. '{freshness_as_of: ...}'"),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="measure data freshness at this ISO 8601 instant (with offset) instead of now"
+    ),
     changed_only: bool = typer.Option(
         False, "--changed-only", help="only the branches of bronze tables that got rows since the last build"
     ),
@@ -116,6 +130,10 @@ def dbt_build_command(
 ) -> None:
     """`dbt build` (seeds, silver, gold, tests) on the configured warehouse."""
     args = ["build"]
+    if as_of is not None:
+        if dbt_vars:
+            raise typer.BadParameter("cannot be combined with --vars (set freshness_as_of there)", param_hint="--as-of")
+        dbt_vars = json.dumps({"freshness_as_of": _instant(as_of).isoformat()})
     if changed_only:
         if select:
             raise typer.BadParameter("cannot be combined with --select", param_hint="--changed-only")

@@ -150,6 +150,24 @@ class DbtOutcome:
         ]
 
 
+def _close_duckdb() -> None:
+    """Close the database dbt-duckdb keeps open for the process (the profile's keep_open).
+
+    One open database per invocation spares every model a re-open (and a checkpoint on close) of the
+    file; once dbt is done, the file must be free for the loader, in this process or another one.
+    dbt-duckdb only drops it at interpreter exit, so it is closed here (its class-level environment).
+    """
+    try:
+        from dbt.adapters.duckdb.connections import DuckDBConnectionManager
+    except ImportError:  # the duckdb adapter is not installed (a Snowflake-only image)
+        return
+    with DuckDBConnectionManager._LOCK:
+        environment = DuckDBConnectionManager._ENV
+        DuckDBConnectionManager._ENV = None
+    if environment is not None:
+        environment.close()
+
+
 def run_dbt(
     args: Sequence[str],
     settings: WarehouseSettings,
@@ -177,6 +195,9 @@ def run_dbt(
     env = {**profile_env(settings), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **(extra_env or {})}
     log.info("dbt %s", " ".join(args))
     with _environment(env):
-        result = dbtRunner().invoke(argv)
+        try:
+            result = dbtRunner().invoke(argv)
+        finally:
+            _close_duckdb()
     exception = None if result.exception is None else str(result.exception)
     return DbtOutcome(success=bool(result.success), exception=exception, target_path=target_dir)

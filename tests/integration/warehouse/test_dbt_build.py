@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from stockpipe.contracts.bars import DAILY_BAR_SCHEMA
 from stockpipe.contracts.messages import QUOTE_V1
-from stockpipe.lake.layout import StreamObject
+from stockpipe.lake.layout import StreamObject, daily_bar_key
 from stockpipe.marketdata import calendar
 from stockpipe.settings import LakeSettings
 from stockpipe.stream.lakewriter import parquet_bytes
@@ -54,7 +56,8 @@ def load(lake: SyntheticLake, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]
 
 
 def build(*extra: str) -> None:
-    result = CliRunner().invoke(load_app, ["dbt-build", "--vars", AS_OF, *extra])
+    as_of = [] if "--as-of" in extra else ["--vars", AS_OF]
+    result = CliRunner().invoke(load_app, ["dbt-build", *as_of, *extra])
     assert result.exit_code == 0, result.output
 
 
@@ -88,7 +91,7 @@ def test_dbt_build_passes_every_test_and_a_rerun_changes_nothing(
     kinds = {r["unique_id"].split(".")[0] for r in results}
     assert kinds == {"model", "seed", "test", "unit_test"}
     assert [r["unique_id"] for r in results if r["status"] not in ("success", "pass")] == []
-    assert sum(1 for r in results if r["unique_id"].startswith("unit_test.")) == 4
+    assert sum(1 for r in results if r["unique_id"].startswith("unit_test.")) == 7
 
     rows = local_lake.rows
     assert scalar(warehouse_env, "SELECT count(*) FROM gold.fct_daily_bars") == rows["daily_bars"]
@@ -141,6 +144,84 @@ def test_an_incremental_build_after_a_new_session_equals_a_full_rebuild(
     nothing = CliRunner().invoke(load_app, ["dbt-build", "--changed-only"])
     assert nothing.exit_code == 0, nothing.output
     assert "nothing to do" in nothing.output
+
+
+def restate_bar(lake: SyntheticLake, day: date, symbol: str) -> float:
+    """The vendor's corrected bar of an old session: same object, another close (within high/low)."""
+    key = daily_bar_key(day, symbol)
+    bar = pq.read_table(pa.BufferReader(lake.lake.read(key))).to_pylist()[0]
+    bar["close"] = round((bar["high"] + bar["low"] + bar["close"]) / 3, 4)
+    lake.lake.write_atomic(key, parquet_bytes(pa.Table.from_pylist([bar], schema=DAILY_BAR_SCHEMA)))
+    return float(bar["close"])
+
+
+def test_a_plain_build_after_a_new_session_and_a_restated_bar_equals_a_full_rebuild(
+    local_lake: SyntheticLake, warehouse_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every model runs incrementally (a plain build, not --changed-only) and gives the full rebuild's tables.
+
+    The restated bar is the prior year's last close: the marts must recompute its symbol from there
+    on, YTD returns of the new year included.
+    """
+    load(local_lake, monkeypatch)
+    build()
+    next_day = calendar.sessions_between(SESSION + timedelta(days=1), SESSION + timedelta(days=7))[0]
+    local_lake.add_session(next_day)
+    restated_close = restate_bar(local_lake, date(2024, 12, 31), "MSFT")
+    report = load(local_lake, monkeypatch)
+    assert report["rows"]["daily_bars"] == len(local_lake.symbols) + 1
+    # --as-of is --vars' freshness_as_of: the freshness mart is reproducible, so the snapshots compare.
+    build_as_of = ["--as-of", "2025-01-14T07:00:00-05:00"]
+    build(*build_as_of)
+    models = [r for r in run_results(tmp_path) if r["unique_id"].startswith("model.")]
+    assert len(models) == 13
+    assert {r["status"] for r in run_results(tmp_path)} <= {"success", "pass"}
+    incremental = snapshot(warehouse_env)
+    msft_2025 = "FROM gold.mart_symbol_daily WHERE symbol = 'MSFT' AND session_date > '2024-12-31'"
+    assert scalar(warehouse_env, f"SELECT count(*) {msft_2025}") == 7
+    stale = f"prior_year_close_price <> {restated_close} OR ytd_return <> round(close_price / {restated_close} - 1, 6)"
+    assert scalar(warehouse_env, f"SELECT count(*) {msft_2025} AND ({stale})") == 0
+
+    copy = tmp_path / "full" / "stockpipe.duckdb"
+    copy.parent.mkdir()
+    shutil.copyfile(warehouse_env, copy)
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__DUCKDB_PATH", str(copy))
+    build("--full-refresh", *build_as_of)
+    assert snapshot(copy) == incremental
+
+
+def test_incremental_runs_still_enforce_on_schema_change_and_the_contracts(
+    local_lake: SyntheticLake, warehouse_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The steady-state merge checks columns in one query; a difference must still fail as dbt fails it."""
+    load(local_lake, monkeypatch)
+    build()
+    with duckdb.connect(str(warehouse_env)) as conn:
+        conn.execute("ALTER TABLE silver.slv_trades ADD COLUMN stray INTEGER")
+    drifted = CliRunner().invoke(load_app, ["dbt-build", "--vars", AS_OF, "--select", "slv_trades"])
+    assert drifted.exit_code == 1
+    assert "out of sync" in drifted.output
+
+    # The models' SQL no longer matches their contracts (bigint in both), an incremental model and a view.
+    project = tmp_path / "dbt-project"
+    shutil.copytree(REPO / "dbt", project, ignore=shutil.ignore_patterns("target", "logs"))
+    for path, column, retyped in (
+        ("fct_trades.sql", "slv_trades.seq,", "cast(slv_trades.seq as double) as seq,"),
+        ("marts/mart_data_freshness.sql", "sessions_behind as bigint", "sessions_behind as double"),
+    ):
+        model = project / "models" / "gold" / path
+        model.write_text(model.read_text().replace(column, retyped))
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__DBT_PROJECT_DIR", str(project))
+    broken = CliRunner().invoke(
+        load_app, ["dbt-build", "--vars", AS_OF, "--select", "fct_trades", "--select", "mart_data_freshness"]
+    )
+    assert broken.exit_code == 1
+    failed = {r["unique_id"].split(".")[-1]: r["message"] for r in run_results(tmp_path) if r["status"] == "error"}
+    assert set(failed) == {"fct_trades", "mart_data_freshness"}
+    assert all("contract" in message for message in failed.values()), failed
+    # The view that failed its contract is still the previous one.
+    freshness_type = "SELECT data_type FROM information_schema.columns WHERE table_name = 'mart_data_freshness' "
+    assert scalar(warehouse_env, freshness_type + "AND column_name = 'bar_sessions_behind'") == "BIGINT"
 
 
 def test_every_model_and_column_is_described_and_docs_generate(

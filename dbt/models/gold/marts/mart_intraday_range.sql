@@ -29,18 +29,28 @@ session_quotes as (
             and fct_quotes.session_date = touched.session_date
 ),
 
+sessions as (
+    select
+        session_quotes.symbol,
+        session_quotes.session_date,
+        max(session_quotes.quote_ts) as last_quote_ts,
+        max(session_quotes.loaded_at) as session_loaded_at,
+        count(*) as quote_count
+    from session_quotes
+    group by session_quotes.symbol, session_quotes.session_date
+),
+
 latest as (
+    -- (symbol, quote_ts) is the quotes' key: one quote is the session's last.
     select
         session_quotes.*,
-        max(session_quotes.loaded_at) over (
-            partition by session_quotes.symbol, session_quotes.session_date
-        ) as session_loaded_at,
-        count(*) over (partition by session_quotes.symbol, session_quotes.session_date) as quote_count
+        sessions.session_loaded_at,
+        sessions.quote_count
     from session_quotes
-    qualify row_number() over (
-        partition by session_quotes.symbol, session_quotes.session_date
-        order by session_quotes.quote_ts desc, session_quotes.fetched_at desc
-    ) = 1
+    inner join sessions
+        on
+            session_quotes.symbol = sessions.symbol
+            and session_quotes.quote_ts = sessions.last_quote_ts
 ),
 
 with_prev as (

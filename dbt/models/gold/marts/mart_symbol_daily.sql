@@ -7,6 +7,13 @@
   incremental without drift: when bars of a symbol arrive (new sessions or restated old ones), only
   its rows from the earliest changed session onward are recomputed, from a lookback of the longest
   window; a restated bar therefore also refreshes the year-to-date returns that depend on it.
+
+  A full build computes the statistics with window functions over each symbol's history. An
+  incremental run needs them for a few rows only (one per symbol after a new session), and window
+  functions would compute every row of the 90-session lookback: instead each recomputed row gathers
+  its own window, the rows 0..89 sessions before it (a join on the session offset), and aggregates
+  it. Both read the same rows with the same aggregates and the same strictness (only the order in
+  which a sum adds its terms may differ, far below the 4 and 6 decimals the mart keeps).
 -#}
 {{
     config(
@@ -74,37 +81,87 @@ returns as (
             and scope.session_index = previous.session_index + 1
 ),
 
-windowed as (
-    -- Inline window specs: Snowflake has no WINDOW clause.
-    {%- set session_window = 'partition by returns.symbol order by returns.session_index range between ' %}
-    select
-        returns.*,
-        avg(returns.close_price) over (
-            {{ session_window }} 6 preceding and current row
-        ) as avg_7,
-        count(returns.close_price) over (
-            {{ session_window }} 6 preceding and current row
-        ) as n_7,
-        avg(returns.close_price) over (
-            {{ session_window }} 29 preceding and current row
-        ) as avg_30,
-        count(returns.close_price) over (
-            {{ session_window }} 29 preceding and current row
-        ) as n_30,
-        avg(returns.close_price) over (
-            {{ session_window }} 89 preceding and current row
-        ) as avg_90,
-        count(returns.close_price) over (
-            {{ session_window }} 89 preceding and current row
-        ) as n_90,
-        stddev_samp(returns.log_return) over (
-            {{ session_window }} 29 preceding and current row
-        ) as sd_30,
-        count(returns.log_return) over (
-            {{ session_window }} 29 preceding and current row
-        ) as nr_30
-    from returns
-),
+{% if is_incremental() %}
+    window_offsets as (
+        -- 0..{{ lookback - 1 }}: how many sessions before a recomputed row a row of its windows lies.
+        select tens.d * 10 + ones.d as sessions_back
+        from (values (0), (1), (2), (3), (4), (5), (6), (7), (8), (9)) as tens (d)
+        cross join (values (0), (1), (2), (3), (4), (5), (6), (7), (8), (9)) as ones (d)
+        where tens.d * 10 + ones.d < {{ lookback }}
+    ),
+
+    window_stats as (
+        select
+            recomputed.symbol,
+            recomputed.session_index,
+            avg(case when window_offsets.sessions_back < 7 then in_window.close_price end) as avg_7,
+            count(case when window_offsets.sessions_back < 7 then in_window.close_price end) as n_7,
+            avg(case when window_offsets.sessions_back < 30 then in_window.close_price end) as avg_30,
+            count(case when window_offsets.sessions_back < 30 then in_window.close_price end) as n_30,
+            avg(in_window.close_price) as avg_90,
+            count(in_window.close_price) as n_90,
+            stddev_samp(case when window_offsets.sessions_back < 30 then in_window.log_return end) as sd_30,
+            count(case when window_offsets.sessions_back < 30 then in_window.log_return end) as nr_30
+        from returns as recomputed
+        cross join window_offsets
+        inner join returns as in_window
+            on
+                recomputed.symbol = in_window.symbol
+                and recomputed.session_index - window_offsets.sessions_back = in_window.session_index
+        where recomputed.session_index >= recomputed.first_index
+        group by recomputed.symbol, recomputed.session_index
+    ),
+
+    windowed as (
+        select
+            returns.*,
+            window_stats.avg_7,
+            window_stats.n_7,
+            window_stats.avg_30,
+            window_stats.n_30,
+            window_stats.avg_90,
+            window_stats.n_90,
+            window_stats.sd_30,
+            window_stats.nr_30
+        from returns
+        inner join window_stats
+            on
+                returns.symbol = window_stats.symbol
+                and returns.session_index = window_stats.session_index
+    ),
+{% else %}
+    windowed as (
+        -- Inline window specs: Snowflake has no WINDOW clause.
+        {%- set session_window = 'partition by returns.symbol order by returns.session_index range between ' %}
+        select
+            returns.*,
+            avg(returns.close_price) over (
+                {{ session_window }} 6 preceding and current row
+            ) as avg_7,
+            count(returns.close_price) over (
+                {{ session_window }} 6 preceding and current row
+            ) as n_7,
+            avg(returns.close_price) over (
+                {{ session_window }} 29 preceding and current row
+            ) as avg_30,
+            count(returns.close_price) over (
+                {{ session_window }} 29 preceding and current row
+            ) as n_30,
+            avg(returns.close_price) over (
+                {{ session_window }} 89 preceding and current row
+            ) as avg_90,
+            count(returns.close_price) over (
+                {{ session_window }} 89 preceding and current row
+            ) as n_90,
+            stddev_samp(returns.log_return) over (
+                {{ session_window }} 29 preceding and current row
+            ) as sd_30,
+            count(returns.log_return) over (
+                {{ session_window }} 29 preceding and current row
+            ) as nr_30
+        from returns
+    ),
+{% endif %}
 
 year_start as (
     select
