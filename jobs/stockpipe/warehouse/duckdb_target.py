@@ -236,7 +236,12 @@ class DuckDBTarget:
                     dataset = BY_NAME[name]
                     relation = f"_batch_{dataset.table}"
                     source = sqlgen.dedup_source(dataset, relation, "source_file", batch.load_id, loaded_at, "duckdb")
-                    self.conn.execute(sqlgen.merge_dataset(BRONZE, dataset, source))
+                    # Staged once (deduplicated: one row per key), then delete + insert: MERGE's result.
+                    staged = f"_staged_{dataset.table}"
+                    self.conn.execute(f"CREATE OR REPLACE TEMP TABLE {staged} AS {source}")
+                    for statement in sqlgen.replace_dataset_by_key(BRONZE, dataset, staged):
+                        self.conn.execute(statement)
+                    self.conn.execute(f"DROP TABLE {staged}")
                 objects = pa.table(
                     {
                         "object_key": [o.key for o in batch.objects],
