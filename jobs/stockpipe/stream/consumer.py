@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import gc
 import logging
-import operator
 import signal
 import threading
 import time
@@ -38,7 +37,7 @@ from stockpipe.observability import start_observability
 from stockpipe.settings import KafkaSettings, LakeSettings, StockpipeSettings
 from stockpipe.stream.heartbeat import Heartbeat
 from stockpipe.stream.lakewriter import PartitionFiles, find_resume_offset
-from stockpipe.stream.validation import BatchValidator, CheckedBatch, Reject
+from stockpipe.stream.validation import BatchValidator, CheckedBatch, Reject, pick
 
 log = logging.getLogger("stockpipe.consumer")
 T = TypeVar("T")
@@ -108,15 +107,6 @@ class _LazyTimestamps:
         return int(self._msgs[i].timestamp()[1])
 
 
-def _picker(idx: np.ndarray) -> Callable[[Sequence[T]], list[T]]:
-    """Picks the items at idx out of a sequence (itemgetter: one C call, not a Python loop)."""
-    if len(idx) == 1:
-        at = int(idx[0])
-        return lambda seq: [seq[at]]
-    get = operator.itemgetter(*idx.tolist())
-    return lambda seq: list(get(seq))
-
-
 class _TopicBatch:
     """The messages of one topic in one poll, on their way through the checker.
 
@@ -154,15 +144,10 @@ class _TopicBatch:
         """Keep the fresh messages; False when none is."""
         self.fresh = fresh
         msgs, values, keys = self._all
-        if self._mine is None and fresh.all():
-            self.values, self._keys, self._msgs = values, keys, msgs
-            self.partitions, self.offsets = self._partitions, self._offsets
-            return bool(len(values))
         idx = np.flatnonzero(fresh) if self._mine is None else np.flatnonzero(self._mine)[fresh]
         if not len(idx):
             return False
-        pick = _picker(idx)
-        self.values, self._keys, self._msgs = pick(values), pick(keys), pick(msgs)
+        self.values, self._keys, self._msgs = pick(values, idx), pick(keys, idx), pick(msgs, idx)
         self.partitions, self.offsets = self._partitions[idx], self._offsets[idx]
         return True
 
