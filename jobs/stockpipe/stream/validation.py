@@ -4,7 +4,8 @@ The hot path parses a whole batch of JSON values with Arrow's C++ reader into ty
 checks values with vectorised compute. A batch that Arrow cannot parse is bisected until each bad
 message stands alone, so acceptance is always Arrow's decision (the same bytes give the same verdict
 whatever batch they arrive in: file boundaries downstream depend on it). The reason for a rejection
-comes from a per-message look with orjson.
+comes from a per-message look with orjson. A producer, which still holds the Python values it
+encoded, can skip the parse when proves_clean() shows from those values that check() would accept.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from __future__ import annotations
 import io
 import operator
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import chain
 from typing import Any, Protocol, TypeVar, cast
 
 import numpy as np
@@ -34,6 +35,19 @@ from stockpipe.contracts.messages import (
 from stockpipe.contracts.watchlist import SYMBOL_PATTERN
 
 T = TypeVar("T")
+# The Python types whose conversion to the contract's columns proves_clean() trusts (no bool: no field is one).
+_PLAIN_KINDS = frozenset({str, int, float, list, type(None)})
+
+
+def _converted_but_refused_as_json(arrow: pa.DataType) -> type | None:
+    """The plain Python type Arrow converts into this column type though JSON's parse refuses it there."""
+    if pa.types.is_integer(arrow):
+        return float  # 2.0 becomes 2
+    if pa.types.is_list(arrow):
+        return str  # "ab" becomes ["a", "b"]
+    return None
+
+
 _FRAMING = bytes.maketrans(b"\r\n", b"  ")  # JSON whitespace; inside strings they must be escaped anyway
 
 
@@ -58,16 +72,6 @@ class Watermark:
     partition: int
     offset: int
     ts: datetime
-
-
-@dataclass
-class Started:
-    """A batch on its way through BatchValidator: values set aside, and the parse of the rest."""
-
-    values: Sequence[bytes]
-    reasons: list[str | None]
-    parseable: np.ndarray
-    parsed: Future[pa.Table]
 
 
 @dataclass
@@ -98,7 +102,18 @@ class BatchValidator:
         # Arrow's own threads gain nothing here on 2 cores and compete with those).
         self._read_options = pj.ReadOptions(use_threads=False, block_size=1 << 26)
         self._fields = {f.name: f for f in schema.fields}
+        self._proof_columns = self._columns()
+        self._proof_getters = [operator.itemgetter(name) for name, _, _ in self._proof_columns]  # the faster way
         self._warm_up()
+
+    def _columns(self) -> list[tuple[str, Any, pa.DataType]]:
+        """(name, how to take it from a message, the type Python values convert to) for proves_clean()."""
+        columns: list[tuple[str, Any, pa.DataType]] = [("schema", operator.itemgetter("schema"), pa.string())]
+        for f in self.schema.fields:
+            # A missing optional field is null on both paths; a missing required one is left to check().
+            take = operator.itemgetter(f.name) if f.required else operator.methodcaller("get", f.name)
+            columns.append((f.name, take, pa.string() if pa.types.is_timestamp(f.arrow) else f.arrow))
+        return columns
 
     def _warm_up(self) -> None:
         """Pay Arrow's lazy initialisation (compute kernels, time zones: ~0.6 s) at start, not on the first poll."""
@@ -125,11 +140,10 @@ class BatchValidator:
         idx: np.ndarray,
         out: list[tuple[np.ndarray, pa.Table]],
         bad: list[tuple[int, str]],
-        parsed: Future[pa.Table] | None = None,
     ) -> None:
-        """Parse values at idx (or take their parse already started); a refused batch is split in two."""
+        """Parse values at idx; a batch Arrow refuses is split in two."""
         try:
-            out.append((idx, parsed.result() if parsed is not None else self._parse(pick(values, idx))))
+            out.append((idx, self._parse(pick(values, idx))))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             if len(idx) == 1:
                 bad.append((int(idx[0]), self.explain(values[int(idx[0])], str(exc))))
@@ -171,6 +185,48 @@ class BatchValidator:
             return "wrong_type:schema"
         return f"unparseable:{arrow_error.splitlines()[0][:120]}"
 
+    # -- proving a batch clean from its Python values ---------------------------------------------
+    def proves_clean(self, messages: Sequence[Any], values: Sequence[bytes], keys: Sequence[bytes | None]) -> bool:
+        """True only when check() on `values` (the messages' JSON encodings) would accept every one of them.
+
+        For a producer, which holds the Python values it encoded: converting those to typed columns
+        costs about half of parsing the bytes back (measured on quotes). The conversion is trusted
+        only where it gives the values Arrow would parse from the JSON, and is stricter everywhere
+        else (bools, which Arrow would take as numbers here, floats in integer fields, strings in
+        list fields, non-finite floats, which JSON makes null, and anything but str, int, float,
+        list and None). False says nothing: check() decides, so verdicts and reasons are check()'s.
+        """
+        if not messages:
+            return True
+        if max(map(len, values)) > self.schema.max_bytes:
+            return False
+        try:
+            try:
+                columns = [list(map(get, messages)) for get in self._proof_getters]
+            except KeyError:  # an optional field missing, which it may be (taken as null)
+                columns = [list(map(take, messages)) for _, take, _ in self._proof_columns]
+        except (KeyError, TypeError, AttributeError):  # a required field missing, or not all dicts
+            return False
+        kinds = set(map(type, chain.from_iterable(columns)))
+        if not kinds <= _PLAIN_KINDS:
+            return False
+        arrays: list[pa.Array] = []
+        try:
+            for column, (_, _, arrow) in zip(columns, self._proof_columns, strict=True):
+                lenient = _converted_but_refused_as_json(arrow)
+                if lenient in kinds and lenient in set(map(type, column)):
+                    return False
+                arrays.append(pa.array(column, arrow))
+            for i, f in enumerate(self.schema.fields, start=1):
+                if pa.types.is_timestamp(f.arrow):
+                    arrays[i] = pc.cast(arrays[i], f.arrow)  # Arrow's ISO-8601 parser, as for JSON; a zone required
+                elif pa.types.is_floating(f.arrow) and not pc.all(pc.is_finite(arrays[i]), min_count=0).as_py():
+                    return False
+        except (TypeError, OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
+            return False
+        arrays.append(pa.nulls(len(messages), TIMESTAMP))  # watermark_ts
+        return not self._check_values(pa.Table.from_arrays(arrays, schema=self.parse_schema), keys)
+
     # -- checking ---------------------------------------------------------------------------------
     def check(
         self,
@@ -179,14 +235,11 @@ class BatchValidator:
         partitions: np.ndarray,
         offsets: np.ndarray,
         timestamps_ms: Indexed,
+        rows: bool = True,
     ) -> CheckedBatch:
-        return self.finish(self.begin(values), keys, partitions, offsets, timestamps_ms)
+        """Check a batch's values against the contract; a batch Arrow refused is bisected to its bad messages.
 
-    def begin(self, values: Sequence[bytes | None], parse_on: Executor | None = None) -> Started:
-        """Set aside what cannot be parsed and start parsing the rest, on `parse_on` when given.
-
-        Arrow parses without the GIL, so a caller can do other work (encode or queue the previous
-        batch) while a batch is parsed, then finish() it.
+        rows=False leaves CheckedBatch.valid empty, for a caller that only needs the verdicts.
         """
         n = len(values)
         reasons: list[str | None] = [None] * n
@@ -197,36 +250,10 @@ class BatchValidator:
         for at in np.flatnonzero(unparseable).tolist():
             reasons[at] = "empty_message" if sizes[at] == 0 else "oversized"
         parseable = np.flatnonzero(~unparseable) if unparseable.any() else np.arange(n, dtype=np.int64)
-        parsed: Future[pa.Table] = Future()
-        if len(parseable):
-            blob = self._blob(pick(vals, parseable))
-            if parse_on is not None:
-                parsed = parse_on.submit(self._read, blob)
-            else:
-                try:
-                    parsed.set_result(self._read(blob))
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    parsed.set_exception(exc)
-        return Started(vals, reasons, parseable, parsed)
-
-    def finish(
-        self,
-        started: Started,
-        keys: Sequence[bytes | None],
-        partitions: np.ndarray,
-        offsets: np.ndarray,
-        timestamps_ms: Indexed,
-        rows: bool = True,
-    ) -> CheckedBatch:
-        """Check the parsed values against the contract; a batch Arrow refused is bisected to its bad messages.
-
-        rows=False leaves CheckedBatch.valid empty, for a caller that only needs the verdicts.
-        """
-        values, reasons, parseable = started.values, started.reasons, started.parseable
         pieces: list[tuple[np.ndarray, pa.Table]] = []
         bad: list[tuple[int, str]] = []
         if len(parseable):
-            self._parse_bisect(values, parseable, pieces, bad, started.parsed)
+            self._parse_bisect(vals, parseable, pieces, bad)
         for i, reason in bad:
             reasons[i] = reason
         if pieces:
@@ -262,7 +289,7 @@ class BatchValidator:
         else:
             valid = self.schema.lake_schema().empty_table()
         rejects = [
-            Reject(r, int(partitions[i]), int(offsets[i]), values[i], keys[i], int(timestamps_ms[i]))
+            Reject(r, int(partitions[i]), int(offsets[i]), vals[i], keys[i], int(timestamps_ms[i]))
             for i, r in enumerate(reasons)
             if r is not None
         ]
@@ -291,14 +318,21 @@ class BatchValidator:
     def _rules(self, table: pa.Table, keys: Sequence[bytes | None]) -> list[tuple[Any, str]]:
         """(mask of the rows that break it, reason) for every rule, in order of precedence."""
         schema_col = table["schema"]
-        rules: list[tuple[Any, str]] = [
-            (pc.is_null(schema_col), "missing_field:schema"),
+        # A column without nulls breaks no missing_field rule: those masks are left out (fewer kernel calls).
+        rules: list[tuple[Any, str]] = []
+        if schema_col.null_count:
+            rules.append((pc.is_null(schema_col), "missing_field:schema"))
+        rules.append(
             (
                 pc.and_(pc.not_equal(schema_col, self.schema.name), pc.not_equal(schema_col, WATERMARK_V1)),
                 "wrong_schema",
-            ),
+            )
+        )
+        rules += [
+            (pc.is_null(table[f.name]), f"missing_field:{f.name}")
+            for f in self.schema.fields
+            if f.required and table[f.name].null_count
         ]
-        rules += [(pc.is_null(table[f.name]), f"missing_field:{f.name}") for f in self.schema.fields if f.required]
         if "symbol" in self._fields:
             symbols = table["symbol"]
             rules.append((pc.invert(pc.match_substring_regex(symbols, SYMBOL_PATTERN)), "bad_symbol"))
