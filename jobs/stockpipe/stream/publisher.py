@@ -74,6 +74,20 @@ def _encode_all(messages: list[dict[str, Any]]) -> tuple[list[bytes], dict[int, 
         return values, unencodable
 
 
+def _binary_values(messages: list[dict[str, Any]]) -> dict[int, str]:
+    """Messages holding bytes, which JSON cannot: the encoder would write them as base64 strings."""
+    found: dict[int, str] = {}
+    for at, message in enumerate(messages):
+        if not isinstance(message, dict):
+            continue
+        for name, value in message.items():
+            items = value if isinstance(value, list) else [value]
+            if any(isinstance(item, bytes | bytearray | memoryview) for item in items):
+                found[at] = f"not_encodable:bytes in {name}"
+                break
+    return found
+
+
 def _symbol_keys(messages: list[dict[str, Any]]) -> list[bytes]:
     """Each message's symbol as its key: mapped in C when every message has a str symbol, as they should."""
     try:
@@ -188,6 +202,9 @@ class Publisher:
         keys = _symbol_keys(chunk)
         good: Sequence[int] = range(len(chunk))
         if unencodable or not validator.proves_clean(chunk, values, keys):
+            unencodable.update(_binary_values(chunk))
+            for at in unencodable:
+                values[at] = b""
             n = len(values)
             zeros, positions = np.zeros(n, np.int64), np.arange(n, dtype=np.int64)
             # No partition or time yet; a reject's "offset" is its position in the chunk.

@@ -37,6 +37,7 @@ from stockpipe.contracts.watchlist import SYMBOL_PATTERN
 T = TypeVar("T")
 # The Python types whose conversion to the contract's columns proves_clean() trusts (no bool: no field is one).
 _PLAIN_KINDS = frozenset({str, int, float, list, type(None)})
+_LIST_ITEM_KINDS = frozenset({str, type(None)})  # list fields are lists of strings (stricter otherwise)
 
 
 def _converted_but_refused_as_json(arrow: pa.DataType) -> type | None:
@@ -216,6 +217,11 @@ class BatchValidator:
                 lenient = _converted_but_refused_as_json(arrow)
                 if lenient in kinds and lenient in set(map(type, column)):
                     return False
+                if (
+                    pa.types.is_list(arrow)
+                    and not set(map(type, chain.from_iterable(filter(None, column)))) <= _LIST_ITEM_KINDS
+                ):
+                    return False  # other items: Arrow takes bytes as strings, where JSON gets base64
                 arrays.append(pa.array(column, arrow))
             for i, f in enumerate(self.schema.fields, start=1):
                 if pa.types.is_timestamp(f.arrow):

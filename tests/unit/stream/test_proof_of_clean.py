@@ -210,3 +210,8 @@ def test_the_publisher_rejects_what_cannot_be_encoded_by_name_and_keeps_the_rest
         "non_positive:price": 1,
         "wrong_type:price": 1,
     }
+    # Bytes would be written as base64 strings: refused by name, not published as garbage.
+    binary = [with_changes(GOOD_TRADE, {"source": b"finnhub_ws"}), with_changes(GOOD_TRADE, {"conditions": [b"1"]})]
+    result = publisher.publish("trades", TRADE_V1, binary)
+    assert result.queued == 0
+    assert result.rejected == {"not_encodable:bytes in source": 1, "not_encodable:bytes in conditions": 1}
