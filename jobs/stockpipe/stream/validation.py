@@ -121,19 +121,12 @@ class BatchValidator:
         self._check_values(self.parse_schema.empty_table(), [])
 
     # -- parsing ---------------------------------------------------------------------------------
-    @staticmethod
-    def _blob(values: Sequence[bytes]) -> bytes:
-        """One JSON value per line."""
+    def _parse(self, values: Sequence[bytes]) -> pa.Table:
+        """Arrow's JSON reader on the values, one per line."""
         blob = b"\n".join(values)
         if blob.count(b"\n") != len(values) - 1 or b"\r" in blob:
             blob = b"\n".join(v.translate(_FRAMING) for v in values)
-        return blob
-
-    def _read(self, blob: bytes) -> pa.Table:
         return pj.read_json(io.BytesIO(blob), read_options=self._read_options, parse_options=self._parse_options)
-
-    def _parse(self, values: Sequence[bytes]) -> pa.Table:
-        return self._read(self._blob(values))
 
     def _parse_bisect(
         self,
