@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from stockpipe.batch.cli import history_app
-from stockpipe.bench_cli import bench_app
+from stockpipe.bench.cli import bench_app
 from stockpipe.demo import demo_command
 from stockpipe.localservices.cli import services_app
 from stockpipe.marketdata.cli import calendar_command

@@ -4,7 +4,7 @@ import json
 from datetime import date
 from pathlib import Path
 
-from stockpipe.batch.bench import bench_symbols, run_batch_bench
+from stockpipe.bench.batch import bench_symbols, run_batch_bench
 from stockpipe.marketdata import calendar
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
+from stockpipe.bench.stream import SESSION_OPEN, quote_messages
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.localservices.process import free_port
 from stockpipe.settings import KafkaSettings, LakeSettings
-from stockpipe.stream.bench import SESSION_OPEN, quote_messages
 from stockpipe.stream.publisher import Publisher
 
 

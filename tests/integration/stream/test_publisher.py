@@ -8,10 +8,10 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
+from stockpipe.bench.stream import quote_messages
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.localservices.process import free_port
 from stockpipe.settings import KafkaSettings
-from stockpipe.stream.bench import quote_messages
 from stockpipe.stream.publisher import ProducerQueueFull, Publisher
 
 

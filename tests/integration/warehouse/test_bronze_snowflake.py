@@ -18,11 +18,11 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from stockpipe.bench import lakegen
 from stockpipe.lake.layout import daily_bar_key
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata.synthetic import SyntheticMarket
 from stockpipe.settings import LakeSettings
-from stockpipe.warehouse import lakegen
 from stockpipe.warehouse.cli import load_app
 from stockpipe.warehouse.datasets import DATASETS
 from stockpipe.warehouse.duckdb_target import DuckDBTarget

@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from stockpipe.bench import lakegen
 from stockpipe.contracts.bars import DAILY_BAR_SCHEMA
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.lake.layout import StreamObject, daily_bar_key
 from stockpipe.marketdata import calendar
 from stockpipe.settings import LakeSettings
 from stockpipe.stream.lakewriter import parquet_bytes
-from stockpipe.warehouse import lakegen
 from stockpipe.warehouse.cli import load_app
 from stockpipe.warehouse.dbt_runner import run_dbt
 from stockpipe.warehouse.settings import WarehouseSettings, WarehouseTargetSettings

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stockpipe.bench.stream import quote_messages
 from stockpipe.contracts.messages import QUOTE_V1, TRADE_V1, MessageSchema
 from stockpipe.localservices.process import free_port
 from stockpipe.settings import KafkaSettings
-from stockpipe.stream.bench import quote_messages
 from stockpipe.stream.publisher import Publisher, _encode_all, _symbol_keys
 from stockpipe.stream.validation import BatchValidator
 

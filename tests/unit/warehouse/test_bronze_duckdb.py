@@ -16,13 +16,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stockpipe.bench import lakegen
 from stockpipe.contracts.bars import DAILY_BAR_SCHEMA
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.lake.layout import StreamObject, daily_bar_key
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata.synthetic import SyntheticMarket
 from stockpipe.settings import LakeSettings
-from stockpipe.warehouse import ddl, lakegen
+from stockpipe.warehouse import ddl
 from stockpipe.warehouse.datasets import Dataset
 from stockpipe.warehouse.duckdb_target import DuckDBTarget, ParquetScanReader
 from stockpipe.warehouse.listing import LakeObject

@@ -18,7 +18,7 @@ def _show(result: dict[str, object]) -> None:
 @bench_app.command("stream")
 def bench_stream(out: Path = OUT, records: int = 1_000_000, backlog: int = 5_000_000) -> None:
     """Consumer and producer rates beside kcat's on the same broker; peak RSS with a backlog."""
-    from stockpipe.stream.bench import run_stream_bench
+    from stockpipe.bench.stream import run_stream_bench
 
     _show(run_stream_bench(out, records, backlog))
 
@@ -31,7 +31,7 @@ def bench_chaos(
     only: str | None = typer.Option(None, help="kill, broker or objectstore; default all"),
 ) -> None:
     """Kill the consumer, restart the broker, stop the object store; count every record in the lake."""
-    from stockpipe.stream.chaos import run_chaos
+    from stockpipe.bench.chaos import run_chaos
 
     result = run_chaos(out, records, outage_s=outage_s, only=only)
     _show(result)
@@ -42,7 +42,7 @@ def bench_chaos(
 @bench_app.command("batch")
 def bench_batch(out: Path = OUT) -> None:
     """A 500-symbol year-to-date backfill against the Finnhub stand-in: budget used, 429s."""
-    from stockpipe.batch.bench import run_batch_bench
+    from stockpipe.bench.batch import run_batch_bench
 
     _show(run_batch_bench(out))
 
@@ -50,7 +50,7 @@ def bench_batch(out: Path = OUT) -> None:
 @bench_app.command("warehouse")
 def bench_warehouse(out: Path = OUT) -> None:
     """Bronze load rate beside DuckDB's own read_parquet, incremental cost, dbt full vs incremental."""
-    from stockpipe.warehouse.bench import run_warehouse_bench
+    from stockpipe.bench.warehouse import run_warehouse_bench
 
     _show(run_warehouse_bench(out))
 

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from pydantic import SecretStr
 from rich.console import Console
 
+from stockpipe.bench.stream import SESSION_OPEN, quote_messages
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.lake.layout import StreamObject
 from stockpipe.lake.store import Lake
@@ -36,7 +37,6 @@ from stockpipe.localservices.kafka import KafkaBroker
 from stockpipe.localservices.minio import MinioServer
 from stockpipe.localservices.process import free_port, terminate
 from stockpipe.settings import KafkaSettings, LakeSettings
-from stockpipe.stream.bench import SESSION_OPEN, quote_messages
 from stockpipe.stream.publisher import Publisher
 from stockpipe.stream.topics import isolated_topics
 
