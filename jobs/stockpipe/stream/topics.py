@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
@@ -9,6 +11,8 @@ from confluent_kafka.cimpl import NewTopic
 from stockpipe.settings import KafkaSettings
 
 DLQ_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+
+log = logging.getLogger(__name__)
 
 
 def ensure_topic(
@@ -33,6 +37,10 @@ def ensure_topic(
 
 
 def ensure_pipeline_topics(kafka: KafkaSettings, partitions: int = 3) -> None:
+    """Create the pipeline's missing topics, unless `kafka.create_topics` is off (a cluster's KafkaTopics own them)."""
+    if not kafka.create_topics:
+        log.info("topics are not created here (kafka.create_topics is off): the cluster's KafkaTopics own them")
+        return
     conf = kafka.client_config()
     ensure_topic(conf, kafka.topic_quotes, partitions)
     ensure_topic(conf, kafka.topic_trades, partitions)
