@@ -6,8 +6,12 @@ comes out.
 
 Rules:
 - the ConfigMap holds the union of the symbols of the enabled watchlists (sorted, deduplicated),
-  the smallest poll interval and the union of sources; with no enabled watchlist it holds an
-  explicit empty watchlist so that the producer idles;
+  each with its own options: the smallest poll interval and the union of sources of the lists
+  that hold it (a trades-only list never gets REST polling because another list asks for quotes);
+  with no enabled watchlist it holds an explicit empty watchlist so that the producer idles;
+- one share class written two ways across lists (BRK.B in one, BRK-B in another) is streamed once,
+  under the spelling of the earlier list (creation time, then name); the later list turns
+  Ready=False with the reason, the rest of it is rendered;
 - every live watchlist owns the ConfigMap (ownerReferences, none of them the controller, as
   there are many); when none is left the ConfigMap keeps no owner, so the empty watchlist stays
   for the producer instead of being garbage-collected under it;
@@ -25,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from stockpipe.contracts.watchlist import MAX_SYMBOLS, WATCHLIST_FILE_KEY, Watchlist
+from stockpipe.contracts.watchlist import MAX_SYMBOLS, WATCHLIST_FILE_KEY, Source, SymbolOptions, Watchlist
 
 GROUP = "stockpipe.io"
 VERSION = "v1alpha1"
@@ -46,6 +50,7 @@ class Reason(StrEnum):
     DISABLED = "Disabled"  # accepted, adds nothing
     INVALID_SPEC = "InvalidSpec"  # this spec cannot be accepted
     TOO_MANY_SYMBOLS = "TooManySymbols"  # the union of the enabled watchlists is too long
+    SHARE_CLASS_CONFLICT = "ShareClassConflict"  # another list streams one of its symbols spelled otherwise
     BLOCKED = "Blocked"  # fine itself, but another watchlist holds the ConfigMap back
 
 
@@ -63,6 +68,11 @@ class WatchlistObject:
     generation: int | None
     spec: Mapping[str, Any]
     terminating: bool = False
+    created: str = ""  # metadata.creationTimestamp (RFC 3339 UTC, so it sorts as text): who came first
+
+    @property
+    def age_key(self) -> tuple[str, str]:
+        return self.created, self.name
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> WatchlistObject:
@@ -76,6 +86,7 @@ class WatchlistObject:
             # A copy: kopf's bodies are live views that change under a stored index entry.
             spec=_plain(spec) if isinstance(spec, Mapping) else {},
             terminating=meta.get("deletionTimestamp") is not None,
+            created=str(meta.get("creationTimestamp") or ""),
         )
 
 
@@ -103,6 +114,8 @@ def parse_spec(spec: Mapping[str, Any]) -> Watchlist:
     The CRD schema already enforces most of this at admission; checking again here protects the
     producer from an outdated CRD, and adds what a structural schema cannot express.
     """
+    if "symbolOptions" in spec or "symbol_options" in spec:
+        raise SpecError("symbolOptions: the operator derives it; a watchlist sets pollIntervalSeconds and sources")
     try:
         watchlist = Watchlist.model_validate(dict(spec))
     except ValidationError as exc:
@@ -141,7 +154,9 @@ def plan(watchlists: Iterable[WatchlistObject], *, namespace: str, configmap_nam
                 verdicts[item.name] = Verdict(False, Reason.BLOCKED, message, _count(item.spec))
         return Plan(configmap=None, verdicts=verdicts)
 
-    distinct = len({symbol for w in enabled for symbol in w.symbols})
+    enabled_items = sorted((w for w in live if parsed[w.name].enabled), key=lambda w: w.age_key)
+    conflicts = _share_class_conflicts([(w.name, parsed[w.name]) for w in enabled_items])
+    distinct = len({symbol for w in enabled for symbol in w.symbols} - {s for c in conflicts.values() for s in c})
     if distinct > MAX_SYMBOLS:
         message = (
             f"the enabled watchlists in {namespace} add up to {distinct} distinct symbols, at most {MAX_SYMBOLS}"
@@ -152,10 +167,17 @@ def plan(watchlists: Iterable[WatchlistObject], *, namespace: str, configmap_nam
             verdicts[item.name] = Verdict(False, reason, message, _count(item.spec))
         return Plan(configmap=None, verdicts=verdicts)
 
-    watchlist = merge(enabled)
+    watchlist = merge([(parsed[w.name], conflicts.get(w.name, {})) for w in enabled_items])
     for item in live:
         own = parsed[item.name]
-        if own.enabled:
+        if item.name in conflicts:
+            spelled = ", ".join(f"{mine} as {theirs}" for mine, theirs in sorted(conflicts[item.name].items()))
+            message = (
+                f"one share class written two ways across watchlists: {spelled} (an earlier watchlist's"
+                f" spelling is streamed); its other symbols are in ConfigMap {configmap_name}"
+            )
+            verdicts[item.name] = Verdict(False, Reason.SHARE_CLASS_CONFLICT, message, len(own.symbols))
+        elif own.enabled:
             message = (
                 f"{len(own.symbols)} symbols in ConfigMap {configmap_name}"
                 f" ({distinct} from {len(enabled)} enabled watchlists)"
@@ -168,14 +190,32 @@ def plan(watchlists: Iterable[WatchlistObject], *, namespace: str, configmap_nam
     return Plan(configmap=body, verdicts=verdicts)
 
 
-def merge(enabled: Sequence[Watchlist]) -> Watchlist:
-    """The producer's view of several enabled watchlists; an explicit empty one when there are none."""
-    if not enabled:
+def merge(enabled: Sequence[tuple[Watchlist, Mapping[str, str]]]) -> Watchlist:
+    """The producer's view of the enabled watchlists, each symbol with the options of the lists that hold it.
+
+    `enabled` pairs each list with the symbols it leaves out (its spelling of a share class that an earlier
+    list streams: symbol -> the spelling streamed); an explicit empty watchlist when there are none.
+    """
+    intervals: dict[str, int] = {}
+    sources: dict[str, set[Source]] = {}
+    for watchlist, left_out in enabled:
+        for symbol in watchlist.symbols:
+            streamed = left_out.get(symbol, symbol)
+            intervals[streamed] = min(
+                intervals.get(streamed, watchlist.poll_interval_seconds), watchlist.poll_interval_seconds
+            )
+            sources.setdefault(streamed, set()).update(watchlist.sources)
+    if not intervals:
         return Watchlist(symbols=[])
     return Watchlist(
-        symbols=sorted({symbol for w in enabled for symbol in w.symbols}),
-        poll_interval_seconds=min(w.poll_interval_seconds for w in enabled),
-        sources=sorted({source for w in enabled for source in w.sources}),
+        symbols=sorted(intervals),
+        # Of the whole file, for readers; each symbol's own entry is what the producer applies.
+        poll_interval_seconds=min(intervals.values()),
+        sources=sorted({source for used in sources.values() for source in used}),
+        symbol_options={
+            symbol: SymbolOptions(poll_interval_seconds=intervals[symbol], sources=sorted(sources[symbol]))
+            for symbol in sorted(intervals)
+        },
     )
 
 
@@ -285,11 +325,27 @@ def _share_class_twice(symbols: Iterable[str]) -> list[str]:
     seen: dict[str, str] = {}
     twice: list[str] = []
     for symbol in symbols:
-        key = symbol.replace("-", ".")
+        key = _share_class(symbol)
         if key in seen and seen[key] != symbol:
             twice.append(f"{seen[key]}/{symbol}")
         seen.setdefault(key, symbol)
     return twice
+
+
+def _share_class_conflicts(by_age: Sequence[tuple[str, Watchlist]]) -> dict[str, dict[str, str]]:
+    """Per watchlist name, its symbols that an earlier list spells otherwise: {symbol: the earlier spelling}."""
+    first: dict[str, str] = {}  # share class -> the spelling of the earliest list that has it
+    conflicts: dict[str, dict[str, str]] = {}
+    for name, watchlist in by_age:
+        for symbol in watchlist.symbols:
+            streamed = first.setdefault(_share_class(symbol), symbol)
+            if streamed != symbol:
+                conflicts.setdefault(name, {})[symbol] = streamed
+    return conflicts
+
+
+def _share_class(symbol: str) -> str:
+    return symbol.replace("-", ".")
 
 
 def _count(spec: Mapping[str, Any]) -> int:

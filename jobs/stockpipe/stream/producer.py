@@ -126,7 +126,10 @@ class QuoteProducer:
     def _sync_symbols(self) -> list[str]:
         if self.watchlist_file:
             self.watchlist_file.poll()
-        symbols = self.watchlist.active_symbols if "quotes" in self.watchlist.sources else []
+        wl = self.watchlist
+        # The round visits symbols polled for quotes and, from the synthetic market, those whose trades it makes.
+        wanted = set(wl.symbols_for("quotes")) | (set(wl.symbols_for("trades")) if self.synthetic_trades else set())
+        symbols = [s for s in wl.active_symbols if s in wanted]
         for gone in set(self.next_due) - set(symbols):
             del self.next_due[gone]  # removed symbols stop at once
         now = self.clock.now()
@@ -153,25 +156,23 @@ class QuoteProducer:
         """Fetch every due symbol once, most overdue first; publish the batch; returns messages queued."""
         symbols = self._sync_symbols()
         now = self.clock.now()
-        interval = timedelta(seconds=self.watchlist.poll_interval_seconds)
+        watchlist = self.watchlist
         due = sorted((s for s in symbols if self.next_due[s] <= now), key=lambda s: (self.next_due[s], s))
         messages: list[dict[str, Any]] = []
         trades: list[dict[str, Any]] = []
         for symbol in due:
             if self.stop.is_set() or symbol not in self.next_due:
                 break
-            quote = self.source.fetch(symbol, self.clock.now())
-            self.stats.fetched += 1
-            self.next_due[symbol] = now + interval
-            msg = self.handle(symbol, quote, self.clock.now())
-            if msg is not None:
-                messages.append(msg)
+            options = watchlist.options_for(symbol)
+            self.next_due[symbol] = now + timedelta(seconds=options.poll_interval_seconds)
+            if "quotes" in options.sources:
+                quote = self.source.fetch(symbol, self.clock.now())
+                self.stats.fetched += 1
+                msg = self.handle(symbol, quote, self.clock.now())
+                if msg is not None:
+                    messages.append(msg)
             minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
-            if (
-                self.synthetic_trades
-                and "trades" in self.watchlist.sources
-                and self._trade_minute.get(symbol) != minute
-            ):
+            if self.synthetic_trades and "trades" in options.sources and self._trade_minute.get(symbol) != minute:
                 self._trade_minute[symbol] = minute  # each finished minute's trades once
                 trades.extend(self.synthetic_trades.minute(symbol, minute))
         self._publish(messages)

@@ -103,8 +103,7 @@ class FinnhubTradeStream:
         self._pending: list[dict[str, Any]] = []  # received, not yet published: survives a dropped connection
 
     def _wanted(self) -> set[str]:
-        wl = self.producer.watchlist
-        return set(wl.active_symbols) if "trades" in wl.sources else set()
+        return set(self.producer.watchlist.symbols_for("trades"))
 
     def _flush_pending(self) -> None:
         batch, self._pending = self._pending, []

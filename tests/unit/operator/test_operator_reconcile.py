@@ -50,7 +50,7 @@ def owners(p: reconcile.Plan) -> list[str]:
     return [ref["name"] for ref in configmap(p)["metadata"]["ownerReferences"]]
 
 
-def test_union_is_sorted_deduplicated_with_min_interval_and_all_sources() -> None:
+def test_union_is_sorted_deduplicated_and_each_symbol_keeps_its_own_lists_options() -> None:
     p = plan(
         wl("tech", ["MSFT", "AAPL", "NVDA"], pollIntervalSeconds=30, sources=["quotes"]),
         wl("mixed", ["BRK.B", "AAPL"], pollIntervalSeconds=10, sources=["trades"]),
@@ -60,10 +60,49 @@ def test_union_is_sorted_deduplicated_with_min_interval_and_all_sources() -> Non
         "pollIntervalSeconds": 10,
         "sources": ["quotes", "trades"],
         "symbols": ["AAPL", "BRK.B", "MSFT", "NVDA"],
+        "symbolOptions": {
+            # In both lists: the faster interval and both lists' sources.
+            "AAPL": {"pollIntervalSeconds": 10, "sources": ["quotes", "trades"]},
+            # Only in the trades-only list: no REST polling although another list asks for quotes.
+            "BRK.B": {"pollIntervalSeconds": 10, "sources": ["trades"]},
+            "MSFT": {"pollIntervalSeconds": 30, "sources": ["quotes"]},
+            "NVDA": {"pollIntervalSeconds": 30, "sources": ["quotes"]},
+        },
     }
-    # The producer's own contract reads it back unchanged.
+    # The producer's own contract reads it back, per symbol.
+    streamed = Watchlist.model_validate(rendered(p))
+    assert streamed.symbols_for("quotes") == ["AAPL", "MSFT", "NVDA"]
+    assert streamed.symbols_for("trades") == ["AAPL", "BRK.B"]
+    assert streamed.options_for("MSFT").poll_interval_seconds == 30
     assert p.verdicts["tech"] == reconcile.Verdict(True, Reason.RENDERED, p.verdicts["tech"].message, 3)
     assert p.verdicts["tech"].message == "3 symbols in ConfigMap stockpipe-watchlist (4 from 2 enabled watchlists)"
+
+
+def test_a_share_class_spelled_two_ways_across_lists_is_streamed_once_and_the_later_list_says_so() -> None:
+    early = WatchlistObject("holdings", NS, "uid-h", 1, {"symbols": ["BRK.B", "AAPL"]}, created="2026-03-01T10:00:00Z")
+    # Named first alphabetically, created later: age, not the name, decides.
+    late = WatchlistObject(
+        "berkshire",
+        NS,
+        "uid-b",
+        1,
+        {"symbols": ["BRK-B", "BF-B"], "sources": ["trades"]},
+        created="2026-03-02T09:00:00Z",
+    )
+    p = plan(late, early)
+    data = rendered(p)
+    assert data["symbols"] == ["AAPL", "BF-B", "BRK.B"]
+    # BRK.B keeps the earlier list's spelling and takes the later list's sources too: no symbol is lost.
+    assert data["symbolOptions"]["BRK.B"] == {"pollIntervalSeconds": 15, "sources": ["quotes", "trades"]}
+    assert p.verdicts["holdings"].ready
+    verdict = p.verdicts["berkshire"]
+    assert (verdict.ready, verdict.reason) == (False, Reason.SHARE_CLASS_CONFLICT)
+    assert "BRK-B as BRK.B" in verdict.message
+
+
+def test_the_operator_derives_symbol_options_a_watchlist_cannot_set_them() -> None:
+    with pytest.raises(SpecError, match="symbolOptions"):
+        reconcile.parse_spec({"symbols": ["AAPL"], "symbolOptions": {"AAPL": {"pollIntervalSeconds": 5}}})
 
 
 def test_rendering_does_not_depend_on_the_order_of_watchlists() -> None:
@@ -82,7 +121,13 @@ def test_disabled_watchlists_add_nothing_but_stay_ready_and_owners() -> None:
 
 def test_defaults_match_the_contract_when_the_spec_leaves_them_out() -> None:
     data = rendered(plan(wl("minimal", ["SPY"])))
-    assert data == {"enabled": True, "pollIntervalSeconds": 15, "sources": ["quotes"], "symbols": ["SPY"]}
+    assert data == {
+        "enabled": True,
+        "pollIntervalSeconds": 15,
+        "sources": ["quotes"],
+        "symbols": ["SPY"],
+        "symbolOptions": {"SPY": {"pollIntervalSeconds": 15, "sources": ["quotes"]}},
+    }
 
 
 @pytest.mark.parametrize(
