@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
+from stockpipe.contracts.bars import ADJUSTMENT_COLUMNS
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.history import HistoryBar
 
@@ -38,6 +39,14 @@ def _problem(bar: HistoryBar) -> tuple[str, str] | None:
             return f"{name} outside low..high", f"{name}={prices[name]} low={bar.low} high={bar.high}"
     if bar.volume < 0:
         return "negative volume", f"volume={bar.volume}"
+    # Adjustment fields are optional (None), but a present one must make sense: the actions drive
+    # the warehouse's adjusted history.
+    for name in ADJUSTMENT_COLUMNS:
+        value = getattr(bar, name)
+        if value is not None and (not math.isfinite(value) or value < 0):
+            return f"{name} not a number or negative", f"{name}={value}"
+    if bar.split_factor is not None and bar.split_factor == 0:
+        return "split factor zero", ""
     try:
         if not calendar.is_session(bar.day):
             return "not an NYSE session", bar.day.strftime("%A")

@@ -17,11 +17,12 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 import pyarrow as pa
 
-from stockpipe.contracts.bars import DAILY_BAR_SCHEMA
+from stockpipe.contracts.bars import ADJUSTMENT_COLUMNS, daily_bars_table
 from stockpipe.contracts.messages import DLQ_V1, QUOTE_V1, TRADE_V1
 from stockpipe.lake.layout import StreamObject, daily_bar_key
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata import calendar
+from stockpipe.marketdata.history.synthetic_history import synthetic_bars
 from stockpipe.marketdata.synthetic import SyntheticMarket
 from stockpipe.stream.lakewriter import parquet_bytes
 
@@ -160,22 +161,12 @@ def dlq_table(rejects: Iterable[tuple[str, str, int, int, bytes, datetime]]) -> 
 
 
 def daily_bar_table(market: SyntheticMarket, symbol: str, day: date, source: str = "synthetic") -> pa.Table:
-    bar = market.daily_bar(symbol, day)
+    """The synthetic provider's bar of one session (its split and dividend, adjusted as of that session)."""
+    bar = synthetic_bars(market, symbol, day, day)[0]
     fetched = datetime.combine(day, time(23, 0), UTC)
-    return pa.table(
-        {
-            "symbol": [symbol],
-            "date": [day],
-            "open": [bar.open],
-            "high": [bar.high],
-            "low": [bar.low],
-            "close": [bar.close],
-            "volume": [bar.volume],
-            "source": [source],
-            "fetched_at": [fetched],
-        },
-        schema=DAILY_BAR_SCHEMA,
-    )
+    columns = {name: [getattr(bar, name)] for name in ("open", "high", "low", "close", *ADJUSTMENT_COLUMNS)}
+    columns |= {"symbol": [symbol], "date": [day], "volume": [round(bar.volume)], "source": [source]}
+    return daily_bars_table(columns | {"fetched_at": [fetched]})
 
 
 def write_daily_bars(lake: Lake, market: SyntheticMarket, symbols: Sequence[str], days: Iterable[date]) -> list[str]:

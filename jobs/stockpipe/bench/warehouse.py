@@ -36,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stockpipe.contracts.bars import DAILY_BAR_SCHEMA
+from stockpipe.contracts.bars import DAILY_BAR_SCHEMA, daily_bars_table
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.lake.layout import StreamObject, daily_bar_key
 from stockpipe.lake.store import Lake
@@ -187,7 +187,7 @@ def _bars_history(symbols: list[str], days: list[date], seed: int = 3) -> pa.Tab
     lows = np.minimum(opens, closes) * (1 - np.abs(rng.normal(0, 0.008, (n_days, n_sym))))
     day_col = np.repeat(np.array(days, dtype="datetime64[D]"), n_sym)
     fetched = np.repeat(np.array([datetime(d.year, d.month, d.day, 23) for d in days], dtype="datetime64[us]"), n_sym)
-    return pa.table(
+    return daily_bars_table(
         {
             "symbol": np.tile(np.array(symbols), n_days),
             "date": pa.array(day_col, pa.date32()),
@@ -198,8 +198,7 @@ def _bars_history(symbols: list[str], days: list[date], seed: int = 3) -> pa.Tab
             "volume": rng.integers(100_000, 50_000_000, n_days * n_sym),
             "source": ["synthetic"] * (n_days * n_sym),
             "fetched_at": pa.array(fetched, pa.timestamp("us", tz="UTC")),
-        },
-        schema=DAILY_BAR_SCHEMA,
+        }
     )
 
 

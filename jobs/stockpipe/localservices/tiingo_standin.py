@@ -5,7 +5,8 @@
 - 429 past the hourly or daily request allowance (free plan: 50 an hour, 1,000 a day);
 - 404 `{"detail": "Error: Ticker 'X' not found"}` for unknown tickers;
 - otherwise a JSON list of bars from the synthetic market, with Tiingo's field names, for the
-  sessions in the range that have closed by the stand-in's clock.
+  sessions in the range that have closed by the stand-in's clock: raw OHLCV, `splitFactor` and
+  `divCash` of the session, and adjusted OHLCV as of the last closed session (as Tiingo adjusts).
 Test hooks: `bad_rows` replaces fields of one (ticker, day) row or adds a row on a day that is no
 session; `fail_next(n, status)` fails the next n data calls.
 """
@@ -16,12 +17,13 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from stockpipe.contracts.watchlist import SYMBOL_RE
 from stockpipe.localservices.http_standin import HttpStandin, Response, StandinRequest
 from stockpipe.marketdata import calendar
+from stockpipe.marketdata.history.synthetic_history import synthetic_bars
 from stockpipe.marketdata.synthetic import SyntheticMarket
 
 _OVER_HOURLY = (
@@ -119,28 +121,35 @@ class TiingoStandin(HttpStandin):
 
     def _rows(self, symbol: str, start: date, end: date) -> list[dict[str, Any]]:
         now = self.clock()
+        closed = [d for d in calendar.sessions_between(start, end) if _closed(d, now)]
         rows: dict[date, dict[str, Any]] = {}
-        for day in calendar.sessions_between(start, end):
-            s = calendar.session(day)
-            if s is None or s.close_utc > now:
-                continue  # Tiingo publishes a day's bar after the close
-            b = self.market.daily_bar(symbol, day)
-            rows[day] = {
-                "date": f"{day.isoformat()}T00:00:00.000Z",
-                "close": b.close,
-                "high": b.high,
-                "low": b.low,
-                "open": b.open,
-                "volume": b.volume,
-                "adjClose": b.close,
-                "adjHigh": b.high,
-                "adjLow": b.low,
-                "adjOpen": b.open,
-                "adjVolume": b.volume,
-                "divCash": 0.0,
-                "splitFactor": 1.0,
-            }
+        if closed:
+            # Tiingo adjusts as of its latest data: every action that went ex up to the last closed session.
+            as_of = calendar.previous_session(now.date() + timedelta(days=1))
+            as_of = as_of if _closed(as_of, now) else calendar.previous_session(as_of)
+            for b in synthetic_bars(self.market, symbol, closed[0], closed[-1], as_of):
+                rows[b.day] = {
+                    "date": f"{b.day.isoformat()}T00:00:00.000Z",
+                    "close": b.close,
+                    "high": b.high,
+                    "low": b.low,
+                    "open": b.open,
+                    "volume": round(b.volume),
+                    "adjClose": b.adj_close,
+                    "adjHigh": b.adj_high,
+                    "adjLow": b.adj_low,
+                    "adjOpen": b.adj_open,
+                    "adjVolume": b.adj_volume,
+                    "divCash": b.dividend_cash,
+                    "splitFactor": b.split_factor,
+                }
         for (bad_symbol, day), fields in self.bad_rows.items():
             if bad_symbol == symbol and start <= day <= end:
                 rows.setdefault(day, {"date": f"{day.isoformat()}T00:00:00.000Z"}).update(fields)
         return [rows[d] for d in sorted(rows)]
+
+
+def _closed(day: date, now: datetime) -> bool:
+    """Tiingo publishes a day's bar after the close."""
+    s = calendar.session(day)
+    return s is not None and s.close_utc <= now

@@ -15,7 +15,8 @@ from typing import Literal
 
 import pyarrow as pa
 
-from stockpipe.warehouse.datasets import DATASETS, Dataset
+from stockpipe.contracts.bars import ADJUSTMENT_COLUMNS
+from stockpipe.warehouse.datasets import DAILY_BARS_DS, DATASETS, Dataset
 
 Dialect = Literal["duckdb", "snowflake"]
 
@@ -87,6 +88,15 @@ def _v1(schema: str, dialect: Dialect) -> list[str]:
     return statements
 
 
+def _v2(schema: str, dialect: Dialect) -> list[str]:
+    # Nullable, so bars loaded before (and objects written before) read as "no adjustment data".
+    # A warehouse created at version 2 already has them from _v1's contract columns: IF NOT EXISTS.
+    return [
+        f"ALTER TABLE {schema}.{DAILY_BARS_DS.table} ADD COLUMN IF NOT EXISTS {name} {sql_type(pa.float64(), dialect)}"
+        for name in ADJUSTMENT_COLUMNS
+    ]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -96,6 +106,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "bronze tables for quotes, trades, daily bars and dead letters; load ledger; lake directories", _v1),
+    Migration(2, "daily bars: provider-adjusted OHLCV, split factor and cash dividend", _v2),
 )
 CODE_VERSION = MIGRATIONS[-1].version
 

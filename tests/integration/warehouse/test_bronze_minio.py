@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stockpipe.contracts.bars import DAILY_BAR_SCHEMA
+from stockpipe.contracts.bars import daily_bars_table
 from stockpipe.lake.layout import daily_bar_key
 from stockpipe.lake.store import Lake
 from stockpipe.settings import LakeSettings
@@ -73,10 +72,9 @@ def test_minio_lake_loads_into_duckdb_and_a_second_load_changes_nothing(
 
 
 def _bar_bytes(symbol: str, day: date, close: float) -> bytes:
-    table = pa.table(
+    table = daily_bars_table(
         {"symbol": [symbol], "date": [day], "open": [close], "high": [close], "low": [close], "close": [close],
-         "volume": [100], "source": ["synthetic"], "fetched_at": [datetime(2025, 1, 1, tzinfo=UTC)]},
-        schema=DAILY_BAR_SCHEMA,
+         "volume": [100], "source": ["synthetic"], "fetched_at": [datetime(2025, 1, 1, tzinfo=UTC)]}
     )  # fmt: skip
     sink = io.BytesIO()
     pq.write_table(table, sink)

@@ -32,6 +32,12 @@ class HistoryBar:
 
     Numbers stay floats (NaN for a missing value) so that a malformed answer is rejected with a
     reason by the checks instead of failing the whole symbol while parsing.
+
+    The adjustment fields are None when the provider does not have them (Finnhub candles): the
+    provider's adjusted OHLCV as of its fetch, and the corporate actions going ex that session
+    (`split_factor`: new shares per old share, 1.0 without a split; `dividend_cash`: cash per share,
+    0.0 without a dividend). The warehouse derives adjusted history from the actions (see
+    stockpipe.contracts.bars), so a provider without adjusted prices may still give actions.
     """
 
     symbol: str
@@ -41,6 +47,13 @@ class HistoryBar:
     low: float
     close: float
     volume: float
+    adj_open: float | None = None
+    adj_high: float | None = None
+    adj_low: float | None = None
+    adj_close: float | None = None
+    adj_volume: float | None = None
+    split_factor: float | None = None
+    dividend_cash: float | None = None
 
 
 class HistoryError(Exception):
@@ -90,6 +103,11 @@ class RetryPolicy:
     max_wait_s: float = 30.0
     # A 429 pauses every caller of the budget this long (unless the provider says Retry-After).
     rate_limit_pause_s: float = 10.0
+
+
+def optional_number(value: object) -> float | None:
+    """A provider's optional number: None when absent (null), NaN when present but not a number."""
+    return None if value is None else number(value)
 
 
 def number(value: object) -> float:

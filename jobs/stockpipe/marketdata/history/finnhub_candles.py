@@ -1,4 +1,11 @@
-"""Daily bars from Finnhub's `/stock/candle` through the finnhub-python client (premium plans only)."""
+"""Daily bars from Finnhub's `/stock/candle` through the finnhub-python client (premium plans only).
+
+Finnhub's candles have no adjustment fields: no split factor, no dividend and no separately
+adjusted prices (its daily candles come split-adjusted as of the fetch, its docs say). The bars
+leave `adj_*`, `split_factor` and `dividend_cash` null, and the warehouse treats their history as
+free of actions (adjusted = as delivered). Splits and dividends would need Finnhub's
+`/stock/split` and `/stock/dividend` (premium too); use Tiingo for an action-aware history.
+"""
 
 from __future__ import annotations
 

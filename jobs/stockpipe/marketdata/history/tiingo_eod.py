@@ -4,7 +4,9 @@
 list of `{date, open, high, low, close, volume, adjOpen, ..., divCash, splitFactor}`. The token
 goes in the `Authorization: Token ...` header (Tiingo also takes `?token=`), so no URL we could
 log carries it. Free plan: 50 requests an hour, 1,000 a day, 500 distinct symbols a month.
-We store the raw (unadjusted) prices, as Finnhub's candles are.
+We keep the raw (as traded) prices, Tiingo's adjusted ones (adjusted for splits and dividends as
+of the fetch) and the session's `splitFactor` and `divCash`, from which the warehouse derives its
+own adjusted history (a later split restates it without a re-fetch).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from stockpipe.marketdata.history.base import (
     SymbolNotFound,
     TransientProviderError,
     number,
+    optional_number,
     paced_call,
 )
 from stockpipe.marketdata.ratelimit import RateBudget
@@ -127,6 +130,13 @@ class TiingoDaily:
                     number(row.get("low")),
                     number(row.get("close")),
                     number(row.get("volume")),
+                    adj_open=optional_number(row.get("adjOpen")),
+                    adj_high=optional_number(row.get("adjHigh")),
+                    adj_low=optional_number(row.get("adjLow")),
+                    adj_close=optional_number(row.get("adjClose")),
+                    adj_volume=optional_number(row.get("adjVolume")),
+                    split_factor=optional_number(row.get("splitFactor")),
+                    dividend_cash=optional_number(row.get("divCash")),
                 )
             )
         return bars
