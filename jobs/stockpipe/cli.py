@@ -12,6 +12,7 @@ from stockpipe.marketdata.cli import calendar_command
 from stockpipe.operator.cli import mirror_command, operator_command
 from stockpipe.orchestration.cli import watch_app
 from stockpipe.stream.cli import consumer_command, producer_command
+from stockpipe.stream.probe import probe_command
 from stockpipe.warehouse.cli import load_app
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ app.command("calendar")(calendar_command)
 app.command("demo")(demo_command)
 app.command("producer")(producer_command)
 app.command("consumer")(consumer_command)
+app.command("probe")(probe_command)
 app.command("operator")(operator_command)
 app.command("watchlist-mirror")(mirror_command)
 

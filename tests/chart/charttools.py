@@ -95,18 +95,6 @@ def helm(
     return result
 
 
-def values_args(values_files: Sequence[Path] = (), values: Mapping[str, Any] | None = None, tmp: Path | None = None) -> list[str]:
-    args: list[str] = []
-    for path in values_files:
-        args += ["-f", str(path)]
-    if values is not None:
-        assert tmp is not None, "inline values need a directory to write them to"
-        path = tmp / "override-values.yaml"
-        path.write_text(yaml.safe_dump(dict(values)), encoding="utf-8")
-        args += ["-f", str(path)]
-    return args
-
-
 def template_args(chart: Path, extra: Sequence[str] = ()) -> list[str]:
     return ["template", RELEASE, str(chart), "--namespace", NAMESPACE, "--kube-version", KUBE_VERSION, *extra]
 

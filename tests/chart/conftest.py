@@ -56,5 +56,6 @@ def checkov_bin() -> Path:
         env=env,
         timeout=900,
     )
-    assert result.returncode == 0 and binary.exists(), f"installing checkov failed:\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, f"installing checkov failed:\n{result.stderr[-3000:]}"
+    assert binary.exists(), f"uv installed checkov elsewhere:\n{result.stderr[-3000:]}"
     return binary

@@ -39,8 +39,16 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("watchlist-poll-too-fast", {"watchlist": {"pollIntervalSeconds": 1}}, "/watchlist/pollIntervalSeconds"),
     ("window-not-dividing-a-day", {"consumer": {"windowSeconds": 7}}, "/consumer/windowSeconds"),
     ("missing-limits", {"producer": {"resources": {"limits": None}}}, "/producer/resources"),
-    ("cpu-not-a-quantity", {"consumer": {"resources": {"requests": {"cpu": "lots"}}}}, "/consumer/resources/requests/cpu"),
-    ("external-kafka-without-bootstrap", {"kafka": {"external": {"enabled": True}}}, "/kafka/external/bootstrapServers"),
+    (
+        "cpu-not-a-quantity",
+        {"consumer": {"resources": {"requests": {"cpu": "lots"}}}},
+        "/consumer/resources/requests/cpu",
+    ),
+    (
+        "external-kafka-without-bootstrap",
+        {"kafka": {"external": {"enabled": True}}},
+        "/kafka/external/bootstrapServers",
+    ),
     (
         "external-sasl-without-secret",
         {"kafka": {"external": {"enabled": True, "bootstrapServers": "k:9092", "securityProtocol": "SASL_SSL"}}},
