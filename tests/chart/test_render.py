@@ -223,3 +223,12 @@ def test_no_secret_is_rendered(rendered: dict[str, list[dict[str, Any]]]) -> Non
     """Secrets only by reference: the chart never writes one (so none can have a default)."""
     for objects in rendered.values():
         assert not _by_kind(objects, "Secret")
+
+
+def test_without_the_operator_the_producer_streams_its_own_symbols(helm_bin: Path, chart: Path) -> None:
+    objects = charttools.render(helm_bin, chart, ["--set", "operator.enabled=false", "--set", "watchlist.create=false"])
+    spec = _deployment(objects, "producer")["spec"]["template"]["spec"]
+    env = {e["name"] for e in spec["containers"][0]["env"]}
+    assert "STOCKPIPE_WATCHLIST_FILE" not in env
+    assert not [v for v in spec["volumes"] if "configMap" in v]
+    assert not [r for r in _by_kind(objects, "Role") if r["metadata"]["name"].endswith("-operator")]

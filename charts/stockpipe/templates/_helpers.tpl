@@ -126,7 +126,7 @@ imagePullSecrets:
 {{/* Kafka settings of a workload's container: (list $ "producer"). */}}
 {{- define "stockpipe.kafkaEnv" -}}
 {{- $root := index . 0 }}
-{{- $k := $root.Values.kafka }}
+{{- $k := $root.Values.kafka -}}
 - name: STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS
   value: {{ include "stockpipe.kafkaBootstrap" $root | quote }}
 - name: STOCKPIPE_KAFKA__SECURITY_PROTOCOL
@@ -186,7 +186,7 @@ imagePullSecrets:
 
 {{/* The warehouse settings of the dashboard (and the job pods' ConfigMap). */}}
 {{- define "stockpipe.warehouseEnv" -}}
-{{- $w := .Values.warehouse }}
+{{- $w := .Values.warehouse -}}
 - name: STOCKPIPE_WAREHOUSE__TARGET
   value: {{ $w.target | quote }}
 {{- if eq $w.target "duckdb" }}
@@ -278,7 +278,7 @@ its variable: (list $ "producer" (list "kafka" "finnhub" "slack" "lake")). Rende
 {{/* Volumes every stockpipe pod has: scratch /tmp, secrets, the Kafka CA. (list $ "producer" wants) */}}
 {{- define "stockpipe.commonVolumes" -}}
 {{- $root := index . 0 }}
-{{- $wants := index . 2 }}
+{{- $wants := index . 2 -}}
 - name: tmp
   emptyDir:
     sizeLimit: 256Mi
@@ -302,7 +302,7 @@ its variable: (list $ "producer" (list "kafka" "finnhub" "slack" "lake")). Rende
 
 {{- define "stockpipe.commonMounts" -}}
 {{- $root := index . 0 }}
-{{- $wants := index . 2 }}
+{{- $wants := index . 2 -}}
 - name: tmp
   mountPath: /tmp
 {{- if include "stockpipe.secretSources" . }}
