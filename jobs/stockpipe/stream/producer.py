@@ -115,13 +115,17 @@ class QuoteProducer:
     def watchlist(self) -> Watchlist:
         return self.watchlist_file.current if self.watchlist_file else self._static
 
+    def in_hours(self, now: datetime) -> bool:
+        """Whether `now` is within the hours the producer streams (the session, or the extended session)."""
+        return self._in_hours(now)
+
     def _in_hours(self, now: datetime) -> bool:
         if calendar.is_open(now):
             return True
         if not self.settings.extended_hours:
             return False
         s = calendar.session(now.astimezone(calendar.NEW_YORK).date())
-        return s is not None and s.open_utc - timedelta(hours=5, minutes=30) <= now < s.close_utc + timedelta(hours=4)
+        return s is not None and s.open_utc - _EXTENDED_BEFORE_OPEN <= now < s.close_utc + _EXTENDED_AFTER_CLOSE
 
     def _sync_symbols(self) -> list[str]:
         if self.watchlist_file:
@@ -171,15 +175,40 @@ class QuoteProducer:
                 msg = self.handle(symbol, quote, self.clock.now())
                 if msg is not None:
                     messages.append(msg)
-            minute = now.replace(second=0, microsecond=0) - timedelta(minutes=1)
-            if self.synthetic_trades and "trades" in options.sources and self._trade_minute.get(symbol) != minute:
-                self._trade_minute[symbol] = minute  # each finished minute's trades once
-                trades.extend(self.synthetic_trades.minute(symbol, minute))
+            if self.synthetic_trades and "trades" in options.sources:
+                trades.extend(self._synthetic_trades(symbol, now.replace(second=0, microsecond=0)))
         self._publish(messages)
         if trades:
             self.publisher.publish(self.settings.kafka.topic_trades, TRADE_V1, trades)
         self.stats.rounds += 1
         return len(messages)
+
+    def _synthetic_trades(self, symbol: str, until: datetime) -> list[dict[str, Any]]:
+        """The trades of every minute that finished by `until` and was not sent yet, each minute once.
+
+        A round catches up on minutes it missed (rounds further apart than a minute); the first one
+        of a symbol starts at the minute that just finished.
+        """
+        assert self.synthetic_trades is not None
+        last = until - timedelta(minutes=1)
+        minute = self._trade_minute.get(symbol, last - timedelta(minutes=1)) + timedelta(minutes=1)
+        minute = max(minute, last - timedelta(minutes=_TRADE_CATCH_UP_MINUTES))
+        out: list[dict[str, Any]] = []
+        while minute <= last:
+            out.extend(self.synthetic_trades.minute(symbol, minute))
+            self._trade_minute[symbol] = minute
+            minute += timedelta(minutes=1)
+        return out
+
+    def _finish_trades(self, end: datetime) -> None:
+        """Before the session's watermark: the trades of its last minutes (up to its end) that no round sent."""
+        if not self.synthetic_trades:
+            return
+        trades: list[dict[str, Any]] = []
+        for symbol in sorted(self._trade_minute):
+            trades.extend(self._synthetic_trades(symbol, end))
+        if trades:
+            self.publisher.publish(self.settings.kafka.topic_trades, TRADE_V1, trades)
 
     def _publish(self, messages: list[dict[str, Any]]) -> None:
         remaining = messages
@@ -210,7 +239,10 @@ class QuoteProducer:
         last = last or calendar.previous_session(day)
         if self._marked_close == last:
             return
-        close = _close(last)
+        # The end of the hours the producer streams: the close, or with extended hours 20:00 New York,
+        # so that the post-close files close the same day.
+        close = _close(last) + (_EXTENDED_AFTER_CLOSE if self.settings.extended_hours else timedelta(0))
+        self._finish_trades(close)
         for topic in (self.settings.kafka.topic_quotes, self.settings.kafka.topic_trades):
             self.publisher.watermark(topic, close)
         self._marked_close = last
@@ -248,6 +280,11 @@ class QuoteProducer:
                 log.error("%d messages still unacknowledged at exit", remaining)
             self.heartbeat.close()
         return self.stats
+
+
+_EXTENDED_BEFORE_OPEN = timedelta(hours=5, minutes=30)  # 04:00 New York
+_EXTENDED_AFTER_CLOSE = timedelta(hours=4)  # 20:00 New York
+_TRADE_CATCH_UP_MINUTES = 24 * 60  # bounds the catch-up after a long stall
 
 
 def _close(day: date) -> datetime:

@@ -23,6 +23,7 @@ from prometheus_client import Counter
 
 from stockpipe.contracts.messages import TRADE_V1, iso
 from stockpipe.logs import redact
+from stockpipe.marketdata import calendar
 from stockpipe.marketdata.synthetic import SyntheticMarket, stable_int
 from stockpipe.stream.publisher import ProducerQueueFull, Publisher
 
@@ -33,11 +34,18 @@ log = logging.getLogger("stockpipe.trades")
 
 WS_RECONNECTS = Counter("stockpipe_producer_ws_reconnects_total", "Websocket reconnections")
 WS_TRADES = Counter("stockpipe_producer_ws_trades_total", "Trades received over the websocket")
+_SEQ_MEMORY = 50_000  # (symbol, time) keys kept for seq numbering before the old ones are dropped
 
 
-def trade_messages(data: list[dict[str, Any]], fetched_at: datetime, source: str) -> list[dict[str, Any]]:
-    """Finnhub trade items as trade.v1 messages; seq numbers trades that share symbol and time."""
-    seen: dict[tuple[str, int], int] = {}
+def trade_messages(
+    data: list[dict[str, Any]], fetched_at: datetime, source: str, seen: dict[tuple[str, int], int] | None = None
+) -> list[dict[str, Any]]:
+    """Finnhub trade items as trade.v1 messages; seq numbers trades that share symbol and time.
+
+    `seen` carries the numbering across calls (the websocket's frames): two identical trades in two
+    frames are two trades, with two seq numbers, so bronze's natural key keeps both.
+    """
+    seen = {} if seen is None else seen
     out = []
     for item in data:
         symbol, t_ms = str(item.get("s", "")), item.get("t")
@@ -67,7 +75,9 @@ class SyntheticTrades:
         self.per_minute = per_minute
 
     def minute(self, symbol: str, minute_start: datetime) -> list[dict[str, Any]]:
-        day = minute_start.astimezone(UTC).date()
+        day = minute_start.astimezone(calendar.NEW_YORK).date()  # the session's day (a UTC day ends at 19:00/20:00)
+        if not calendar.is_session(day):
+            return []  # extended hours reach into nights and weekends: no synthetic trades there
         path = self.market.intraday(symbol, day)
         i = int((minute_start - path.open_utc).total_seconds() // 60)
         if not 0 <= i < len(path.prices):
@@ -101,9 +111,22 @@ class FinnhubTradeStream:
         self.connections = 0
         self.received = 0
         self._pending: list[dict[str, Any]] = []  # received, not yet published: survives a dropped connection
+        self._seq: dict[tuple[str, int], int] = {}  # (symbol, t ms) -> next seq, across frames and reconnects
 
     def _wanted(self) -> set[str]:
+        # Subscribed only in the producer's hours (the extended session when it is on), so no trade
+        # arrives after the session's watermark.
+        if not self.producer.in_hours(datetime.now(UTC)):
+            return set()
         return set(self.producer.watchlist.symbols_for("trades"))
+
+    def _number(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        messages = trade_messages(items, datetime.now(UTC), "finnhub_ws", self._seq)
+        if len(self._seq) > _SEQ_MEMORY:
+            # Trades a minute older than the newest cannot share a time with new ones any more.
+            newest = max(t for _, t in self._seq)
+            self._seq = {k: v for k, v in self._seq.items() if k[1] > newest - 60_000}
+        return messages
 
     def _flush_pending(self) -> None:
         batch, self._pending = self._pending, []
@@ -148,7 +171,7 @@ class FinnhubTradeStream:
                     kind = msg.get("type") if isinstance(msg, dict) else None
                     if kind == "trade" and isinstance(msg.get("data"), list):
                         items = [d for d in msg["data"] if isinstance(d, dict)]
-                        self._pending.extend(trade_messages(items, datetime.now(UTC), "finnhub_ws"))
+                        self._pending.extend(self._number(items))
                         self.received += len(items)
                         WS_TRADES.inc(len(items))
                     elif kind == "error":
