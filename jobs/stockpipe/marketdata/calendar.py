@@ -11,7 +11,9 @@ import exchange_calendars as xcals
 import pandas as pd
 
 NEW_YORK = ZoneInfo("America/New_York")
-_CALENDAR_START = date(2000, 1, 1)
+# History accepts bars from here on; the dbt calendar seed (stockpipe.warehouse.calendar_seed) starts here too.
+CALENDAR_START = date(2000, 1, 1)
+_CALENDAR_START = CALENDAR_START
 # exchange_calendars only knows about a year ahead; ad-hoc closures arrive with library releases.
 _CALENDAR_YEARS_AHEAD = 1
 
@@ -67,7 +69,10 @@ def _early_close_days() -> frozenset[date]:
 
 
 def is_session(day: date) -> bool:
-    return bool(_xnys().is_session(_check(day)))
+    cal = _xnys()
+    if CALENDAR_START <= day < cal.first_session.date():
+        return False  # the window's first days before its first session (2000-01-01 and -02)
+    return bool(cal.is_session(_check(day)))
 
 
 def session(day: date) -> Session | None:

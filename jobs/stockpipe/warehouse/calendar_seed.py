@@ -4,6 +4,9 @@ dim_date and the session-aware freshness checks read it. It is generated from
 stockpipe.marketdata.calendar (exchange_calendars' XNYS) so that the warehouse and the pipeline
 agree on every session, early close and ad-hoc closure; regenerate it (`stockpipe load
 calendar-seed`) when exchange_calendars is upgraded or the window needs another year.
+
+It starts where the calendar does (stockpipe.marketdata.calendar.CALENDAR_START, 2000), so every
+bar that history accepts is a session of the seed: one source of sessions for the jobs and dbt.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 
 from stockpipe.marketdata import calendar
 
-SEED_FIRST_YEAR = 2015
+SEED_FIRST_YEAR = calendar.CALENDAR_START.year
 SEED_LAST_YEAR = 2027
 SEED_COLUMNS: tuple[str, ...] = ("date_day", "is_session", "is_early_close", "session_open_utc", "session_close_utc")
 DEFAULT_SEED_PATH = Path("dbt/seeds/nyse_sessions.csv")

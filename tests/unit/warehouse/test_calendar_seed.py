@@ -19,8 +19,9 @@ def test_shipped_seed_matches_the_calendar_day_by_day() -> None:
     with SEED.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0].keys()) == SEED_COLUMNS
-    assert (rows[0]["date_day"], rows[-1]["date_day"]) == ("2015-01-01", "2027-12-31")
-    assert len(rows) == (date(2027, 12, 31) - date(2015, 1, 1)).days + 1
+    # From the first day history accepts (the calendar's start), so no accepted bar is outside the seed.
+    assert (rows[0]["date_day"], rows[-1]["date_day"]) == (calendar.CALENDAR_START.isoformat(), "2027-12-31")
+    assert len(rows) == (date(2027, 12, 31) - calendar.CALENDAR_START).days + 1
     for row in rows:
         day = date.fromisoformat(row["date_day"])
         session = calendar.session(day)
@@ -42,13 +43,17 @@ def test_seed_knows_holidays_early_closes_and_ad_hoc_closures() -> None:
     assert by_day["2025-11-28"]["is_early_close"] == "true"
     assert by_day["2025-11-28"]["session_close_utc"] == "2025-11-28 18:00:00+00:00"  # 13:00 New York
     assert by_day["2025-07-07"]["session_open_utc"] == "2025-07-07 13:30:00+00:00"  # daylight saving time
+    assert by_day["2001-09-11"]["is_session"] == "false"  # closed after the attacks, until 2001-09-17
+    assert by_day["2001-09-17"]["is_session"] == "true"
+    assert by_day["2012-10-29"]["is_session"] == "false"  # Hurricane Sandy
+    assert by_day["2005-01-03"]["is_session"] == "true"
 
 
 def test_the_command_regenerates_the_shipped_seed_byte_for_byte(tmp_path: Path) -> None:
     out = tmp_path / "nyse_sessions.csv"
     result = CliRunner().invoke(load_app, ["calendar-seed", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "4748 days" in result.output
+    assert "10227 days" in result.output
     assert out.read_bytes() == SEED.read_bytes() == seed_csv().encode()
 
 
