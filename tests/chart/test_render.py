@@ -232,3 +232,18 @@ def test_without_the_operator_the_producer_streams_its_own_symbols(helm_bin: Pat
     assert "STOCKPIPE_WATCHLIST_FILE" not in env
     assert not [v for v in spec["volumes"] if "configMap" in v]
     assert not [r for r in _by_kind(objects, "Role") if r["metadata"]["name"].endswith("-operator")]
+
+
+def test_the_dashboard_reads_lag_and_heartbeats_but_never_joins_the_consumers_group(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    users = _by_kind(rendered["defaults"], "KafkaUser")
+    (dashboard,) = [u for u in users if u["metadata"]["name"].endswith("-dashboard")]
+    grants = {
+        (a["resource"]["type"], a["resource"].get("name")): a["operations"]
+        for a in dashboard["spec"]["authorization"]["acls"]
+    }
+    assert grants[("group", "stockpipe-lake-writer")] == ["Describe"]
+    assert grants[("topic", "quotes")] == ["Describe"]
+    assert "Read" in grants[("topic", "heartbeats")]
+    assert not [ops for ops in grants.values() if "Write" in ops]
