@@ -1,11 +1,20 @@
 """Daily bars in the lake: deterministic Parquet objects, what the lake already holds, watermarks.
 
+Objects follow the job, not the symbol: a job (its kind and interval) writes one object per chunk of
+its symbols (`layout.BatchObject`), so the object count grows with job runs, never with symbols x
+days. Each object's rows are sorted by (symbol, date) and encoded with fixed options (Parquet
+metadata holds no timestamps), so the same rows always give the same bytes.
+
 Same input, same bytes. `fetched_at` is required by the contract, but a wall-clock value would
 give every re-run new bytes: a new ETag that the bronze load ledger would load again, and no way
 to tell a correction from a re-fetch. So `fetched_at` is derived from the bar itself: the instant
 its session closed (13:00 New York on early closes), the earliest moment a provider can serve the
-final bar. A re-fetch of an unchanged bar thus gives identical bytes and is not written at all
+final bar. A re-fetch of unchanged bars thus gives identical bytes and is not written at all
 (`same_content`); a provider's correction gives different bytes and overwrites the object.
+
+A job that writes an object its own earlier run wrote (a retry after some symbols failed, say)
+merges its rows into what the object holds (its bars win per (symbol, date)): a retry of fewer
+symbols never drops the others' rows.
 """
 
 from __future__ import annotations
@@ -14,11 +23,13 @@ import functools
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from stockpipe.contracts.bars import DAILY_BAR_SCHEMA
@@ -28,6 +39,7 @@ from stockpipe.marketdata import calendar
 from stockpipe.marketdata.history import HistoryBar
 
 WATERMARKS_KEY = "state/history/watermarks.json"
+KEY_COLUMNS = ("symbol", "date")
 
 
 @functools.lru_cache(maxsize=8192)
@@ -39,36 +51,61 @@ def as_of(day: date) -> datetime:
     return s.close_utc
 
 
+def _column(bars: Sequence[HistoryBar], name: str, source: str) -> list[object]:
+    if name == "date":
+        return [b.day for b in bars]
+    if name == "volume":
+        return [round(b.volume) for b in bars]  # checked finite and >= 0; some providers send floats
+    if name == "source":
+        return [source] * len(bars)
+    if name == "fetched_at":
+        return [as_of(b.day) for b in bars]
+    # Every other contract column is a HistoryBar field of the same name (None when a provider has none).
+    return [getattr(b, name, None) for b in bars]
+
+
 def bars_table(bars: Sequence[HistoryBar], source: str) -> pa.Table:
+    """The bars as a contract table, in (symbol, date) order."""
+    ordered = sorted(bars, key=lambda b: (b.symbol, b.day))
     return pa.Table.from_pydict(
-        {
-            "symbol": [b.symbol for b in bars],
-            "date": [b.day for b in bars],
-            "open": [b.open for b in bars],
-            "high": [b.high for b in bars],
-            "low": [b.low for b in bars],
-            "close": [b.close for b in bars],
-            # Checked finite and >= 0; some providers send volumes as floats.
-            "volume": [round(b.volume) for b in bars],
-            "source": [source] * len(bars),
-            "fetched_at": [as_of(b.day) for b in bars],
-        },
-        schema=DAILY_BAR_SCHEMA,
+        {f.name: _column(ordered, f.name, source) for f in DAILY_BAR_SCHEMA}, schema=DAILY_BAR_SCHEMA
     )
 
 
-def encode_one(table: pa.Table) -> bytes:
-    """One object's bytes: a one-row table (a slice encodes exactly like a table built from that row)."""
+def conform(table: pa.Table) -> pa.Table:
+    """A table read from the lake in today's contract: columns in order, absent optional ones null."""
+    arrays = []
+    for f in DAILY_BAR_SCHEMA:
+        if f.name in table.column_names:
+            arrays.append(table[f.name].cast(f.type))
+        elif f.nullable:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+        else:
+            raise ValueError(f"a daily-bar object lacks the required column {f.name!r}")
+    return pa.Table.from_arrays(arrays, schema=DAILY_BAR_SCHEMA)
+
+
+def merge(old: pa.Table, new: pa.Table) -> pa.Table:
+    """Rows of `old` whose (symbol, date) `new` lacks, plus all of `new`; in (symbol, date) order."""
+    old = conform(old)
+    fresh = {(s, d) for s, d in zip(new["symbol"].to_pylist(), new["date"].to_pylist(), strict=True)}
+    keep = [(s, d) not in fresh for s, d in zip(old["symbol"].to_pylist(), old["date"].to_pylist(), strict=True)]
+    combined = pa.concat_tables([old.filter(pa.array(keep, pa.bool_())), new])
+    return combined.take(pc.sort_indices(combined, [(c, "ascending") for c in KEY_COLUMNS]))
+
+
+def encode(table: pa.Table) -> bytes:
+    """An object's bytes: one row group, fixed options; the same rows always give the same bytes."""
     buf = io.BytesIO()
-    # A dictionary page is pure overhead for one row (a third of the encoding time).
-    pq.write_table(table, buf, compression="snappy", use_dictionary=False)
+    pq.write_table(
+        table,
+        buf,
+        compression="zstd",
+        row_group_size=max(1, table.num_rows),
+        write_statistics=True,
+        store_schema=True,
+    )
     return buf.getvalue()
-
-
-def encode_bars(bars: Sequence[HistoryBar], source: str) -> list[tuple[str, bytes]]:
-    """(lake key, Parquet bytes) of each bar: one object per (session, symbol)."""
-    table = bars_table(bars, source)
-    return [(layout.daily_bar_key(b.day, b.symbol), encode_one(table.slice(i, 1))) for i, b in enumerate(bars)]
 
 
 def decode(data: bytes) -> pa.Table:
@@ -79,19 +116,57 @@ def _symbol_of(key: str) -> str:
     return key.rsplit("/", 1)[-1].removesuffix(".parquet")
 
 
-def list_daily_bars(lake: Lake, days: Iterable[date], workers: int = 8) -> dict[date, dict[str, ObjectInfo]]:
-    """What the lake holds for each day: symbol -> object. One listing per day, a few at a time."""
-    wanted = sorted(set(days))
+@dataclass
+class Holdings:
+    """What the lake holds of daily bars for a range: sessions per symbol, and the job objects seen."""
 
-    def one(day: date) -> dict[str, ObjectInfo]:
-        return {
-            _symbol_of(info.key): info
-            for info in lake.walk(layout.dt_prefix(layout.DAILY_BARS, day))
-            if info.key.endswith(".parquet")
-        }
+    present: dict[str, set[date]] = field(default_factory=dict)
+    objects: dict[str, ObjectInfo] = field(default_factory=dict)  # batch-job objects by key
 
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(wanted) or 1))) as pool:
-        return dict(zip(wanted, pool.map(one, wanted), strict=True))
+    def sessions(self, symbol: str) -> set[date]:
+        return self.present.get(symbol, set())
+
+    def add(self, symbol: str, day: date) -> None:
+        self.present.setdefault(symbol, set()).add(day)
+
+
+def list_daily_bars(lake: Lake, start: date, end: date, *, contents: bool = True, workers: int = 8) -> Holdings:
+    """What the lake holds for sessions start..end, in both layouts.
+
+    Older per-symbol-day objects say what they hold by name. Job objects live under their interval's
+    last day, so every `dt=` directory from `start` on is listed, and (with `contents`) the symbol
+    and date columns of those whose interval overlaps the range are read, a few at a time.
+    """
+    holdings = Holdings()
+    dirs = [
+        (d, day)
+        for d in lake.listdir(layout.dataset_prefix(layout.DAILY_BARS))
+        if (day := layout.parse_dt_dir(d)) is not None and day >= start
+    ]
+    to_read: list[str] = []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(dirs) or 1))) as pool:
+        for (_, day), infos in zip(dirs, pool.map(lambda d: list(lake.walk(d[0])), dirs), strict=True):
+            for info in infos:
+                if not info.key.endswith(".parquet"):
+                    continue
+                obj = layout.BatchObject.parse(info.key)
+                if obj is None:
+                    if day <= end:
+                        holdings.add(_symbol_of(info.key), day)
+                    continue
+                holdings.objects[info.key] = info
+                if obj.start <= end and obj.end >= start:
+                    to_read.append(info.key)
+        if contents and to_read:
+
+            def keys_of(key: str) -> pa.Table:
+                return pq.read_table(io.BytesIO(lake.read(key)), columns=list(KEY_COLUMNS))
+
+            for table in pool.map(keys_of, to_read):
+                for symbol, day in zip(table["symbol"].to_pylist(), table["date"].to_pylist(), strict=True):
+                    if start <= day <= end:
+                        holdings.add(symbol, day)
+    return holdings
 
 
 def same_content(lake: Lake, info: ObjectInfo | None, data: bytes) -> bool:

@@ -41,8 +41,11 @@ class HistorySettings(StockpipeSettings):
     tiingo_token: SecretStr | None = None
     tiingo_api_url: str = TIINGO_API_URL
     history_budget_per_minute: int | None = Field(None, ge=1, description="None: the provider's default")
-    history_concurrency: int = Field(4, ge=1, le=64, description="symbols fetched at once")
-    history_write_concurrency: int = Field(16, ge=1, le=128, description="lake objects written at once")
+    history_concurrency: int = Field(8, ge=1, le=64, description="provider calls in flight at once (within the budget)")
+    history_write_concurrency: int = Field(2, ge=1, le=32, description="lake objects written at once")
+    history_rows_per_object: int = Field(
+        25_000, ge=1, le=10_000_000, description="bars per lake object: a job's symbols are chunked to about this"
+    )
     history_retry_attempts: int = Field(5, ge=1)
     history_retry_initial_s: float = Field(1.0, gt=0)
     history_retry_max_s: float = Field(30.0, gt=0)

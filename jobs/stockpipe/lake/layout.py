@@ -1,7 +1,10 @@
 """Object names in the lake (the same under file:// and s3://).
 
 Stream data:  raw/<dataset>/dt=YYYY-MM-DD/<topic>+<partition>+<first_offset:020d>+<last_offset:020d>.parquet
-Batch data:   raw/daily_bars/dt=YYYY-MM-DD/<symbol>.parquet
+Batch data:   raw/daily_bars/dt=<end>/<kind>+<start>+<end>+<chunk:05d>.parquet
+              (one object per chunk of a job's symbols: the job's kind and interval, then the chunk;
+              dt is the interval's last day, so a daily run writes into its own session's directory)
+Older lakes:  raw/daily_bars/dt=YYYY-MM-DD/<symbol>.parquet (one object per symbol and day; still read)
 The same input always gives the same name, so a retry overwrites and never duplicates.
 """
 
@@ -14,6 +17,9 @@ from datetime import date
 RAW = "raw"
 DAILY_BARS = "daily_bars"
 _STREAM_FILE = re.compile(r"^(?P<topic>[^+/]+)\+(?P<partition>\d+)\+(?P<first>\d{20})\+(?P<last>\d{20})\.parquet$")
+_BATCH_FILE = re.compile(
+    r"^(?P<kind>[a-z][a-z0-9_]*)\+(?P<start>\d{4}-\d{2}-\d{2})\+(?P<end>\d{4}-\d{2}-\d{2})\+(?P<chunk>\d{5})\.parquet$"
+)
 _DT_DIR = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 
 
@@ -67,4 +73,36 @@ def parse_dt_dir(name: str) -> date | None:
 
 
 def daily_bar_key(day: date, symbol: str) -> str:
+    """The older layout's name of one symbol's bar of one day (read, no longer written)."""
     return f"{RAW}/{DAILY_BARS}/dt={day.isoformat()}/{symbol}.parquet"
+
+
+@dataclass(frozen=True, order=True)
+class BatchObject:
+    """One object of a batch job: the rows of one chunk of its symbols over the job's interval."""
+
+    dataset: str
+    kind: str  # daily, backfill, gaps
+    start: date
+    end: date
+    chunk: int
+
+    @property
+    def key(self) -> str:
+        return (
+            f"{RAW}/{self.dataset}/dt={self.end.isoformat()}/"
+            f"{self.kind}+{self.start.isoformat()}+{self.end.isoformat()}+{self.chunk:05d}.parquet"
+        )
+
+    @classmethod
+    def parse(cls, key: str) -> BatchObject | None:
+        parts = key.strip("/").split("/")
+        if len(parts) < 4 or parts[-4] != RAW:
+            return None
+        dt_match, file_match = _DT_DIR.match(parts[-2]), _BATCH_FILE.match(parts[-1])
+        if not dt_match or not file_match or dt_match.group(1) != file_match["end"]:
+            return None
+        start, end = date.fromisoformat(file_match["start"]), date.fromisoformat(file_match["end"])
+        if start > end:
+            return None
+        return cls(parts[-3], file_match["kind"], start, end, int(file_match["chunk"]))

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from stockpipe.contracts.bars import DAILY_BAR_SCHEMA
 from stockpipe.contracts.messages import DLQ_V1, QUOTE_V1, TRADE_V1
-from stockpipe.lake.layout import DAILY_BARS, RAW, StreamObject, parse_dt_dir
+from stockpipe.lake.layout import DAILY_BARS, RAW, BatchObject, StreamObject, parse_dt_dir
 
 LOAD_COLUMNS: tuple[str, ...] = ("source_file", "load_id", "loaded_at")
 
@@ -29,7 +29,7 @@ class Dataset:
     natural_key: tuple[str, ...]
     # Among rows with the same key in one load, the first in this order wins (newest fetch, then offset).
     latest_first: tuple[str, ...]
-    stream: bool  # stream files (<topic>+<partition>+<first>+<last>) rather than batch files (<symbol>)
+    stream: bool  # stream files (<topic>+<partition>+<first>+<last>) rather than batch job files
 
     @property
     def prefix(self) -> str:
@@ -92,7 +92,8 @@ class ObjectName:
     partition: int | None = None
     first_offset: int | None = None
     last_offset: int | None = None
-    symbol: str | None = None  # batch files
+    symbol: str | None = None  # batch files of the older layout: one symbol's bar of the day `dt`
+    job: BatchObject | None = None  # batch job files: many symbols and days, known only from the rows
 
 
 def parse_object_key(key: str) -> ObjectName | None:
@@ -106,6 +107,9 @@ def parse_object_key(key: str) -> ObjectName | None:
         if obj is None:
             return None
         return ObjectName(dataset, obj.dt, obj.topic, obj.partition, obj.first_offset, obj.last_offset)
+    job = BatchObject.parse(key)
+    if job is not None:
+        return ObjectName(dataset, job.end, job=job)
     day = parse_dt_dir(parts[2])
     if day is None or not parts[3].endswith(".parquet"):
         return None

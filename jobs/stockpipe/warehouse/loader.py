@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from stockpipe.lake.store import Lake
 from stockpipe.warehouse.datasets import DATASETS, Dataset
@@ -63,6 +63,9 @@ class Target(Protocol):
 
     def ledger(self, datasets: Sequence[Dataset], dirs: Sequence[str] | None) -> dict[str, tuple[int, str]]:
         """(size, etag) of the loaded objects of the datasets, in the given directories (None: all)."""
+
+    def newest_dirs(self, datasets: Sequence[Dataset]) -> dict[str, str]:
+        """Per dataset, the newest lake directory (`raw/<dataset>/dt=...`) with a loaded object."""
 
     def load_batch(self, batch: Batch) -> BatchResult:
         """Merge the batch's rows into bronze and record its objects in the ledger, in one transaction."""
@@ -139,17 +142,24 @@ class BronzeLoader:
         datasets: Sequence[Dataset] = DATASETS,
         batch_max_objects: int = 1000,
         batch_max_bytes: int = 512 * 1024 * 1024,
+        listing: Literal["recent", "full"] = "recent",
+        lookback_days: int = 2,
     ) -> None:
         self.lake = lake
         self.target = target
         self.datasets = tuple(datasets)
         self.batch_max_objects = batch_max_objects
         self.batch_max_bytes = batch_max_bytes
+        self.listing = listing
+        self.lookback_days = lookback_days
 
     def plan(self) -> Plan:
         """What a load would read: the objects whose (size, etag) the ledger does not have."""
         noted = self.target.noted_dirs()
-        listing = list_lake(self.lake, self.datasets, noted)
+        newest = None
+        if not self.lake.is_local and self.listing == "recent":
+            newest = self.target.newest_dirs(self.datasets)
+        listing = list_lake(self.lake, self.datasets, noted, newest, self.lookback_days)
         known = self.target.ledger(self.datasets, listing.listed_dirs)
         todo = [o for o in listing.objects if known.get(o.key) != (o.info.size, o.info.etag)]
         settled = {k: v for k, v in listing.settled.items() if noted.get(k) != v}

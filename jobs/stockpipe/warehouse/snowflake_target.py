@@ -82,10 +82,15 @@ class _Group:
     objects: tuple[LakeObject, ...]
 
 
-def _attribution(dataset: Dataset) -> str:
-    """How a staged row finds its object: by what the object's name says about its rows."""
-    if dataset.stream:
+def _attribution(group: _Group) -> str:
+    """How a staged row finds its object: by what the object's name says about its rows.
+
+    A batch job's object (many symbols and days) is a group of its own, so its staged rows are all its.
+    """
+    if group.dataset.stream:
         return "s.kafka_partition = o.kafka_partition AND s.kafka_offset BETWEEN o.first_offset AND o.last_offset"
+    if group.objects[0].name.job is not None:
+        return "TRUE"
     return "s.symbol = o.symbol AND s.date = o.dt"
 
 
@@ -177,6 +182,11 @@ class SnowflakeTarget:
             known.update({str(k): (int(s), str(e)) for k, s, e in self._rows(sql)})
         return known
 
+    def newest_dirs(self, datasets: Sequence[Dataset]) -> dict[str, str]:
+        names = ", ".join(sqlgen.string_literal(d.name, "snowflake") for d in datasets)
+        sql = f"SELECT dataset, max(object_dir) FROM {self.schema}.{ddl.LEDGER} WHERE dataset IN ({names}) GROUP BY 1"
+        return {str(d): str(m) for d, m in self._rows(sql)}
+
     def note_dirs(self, dirs: Mapping[str, int]) -> None:
         self._execute(sqlgen.merge_lake_dirs(self.schema, dict(dirs), self._now(), "snowflake"))
 
@@ -186,11 +196,17 @@ class SnowflakeTarget:
 
     # -- load -------------------------------------------------------------------------------------
     def _groups(self, batch: Batch) -> list[_Group]:
-        keyed: dict[tuple[str, str | None], list[LakeObject]] = {}
+        """One COPY each: objects of a dataset and topic (a batch job's object alone), at most COPY_FILES_LIMIT."""
+        keyed: dict[tuple[str, str], list[LakeObject]] = {}
         for obj in batch.objects:
-            keyed.setdefault((obj.name.dataset.name, obj.name.topic), []).append(obj)
-        ordered = sorted(keyed.items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
-        return [_Group(i, objs[0].name.dataset, topic, tuple(objs)) for i, ((_, topic), objs) in enumerate(ordered)]
+            alone = obj.key if obj.name.job is not None else obj.name.topic or ""
+            keyed.setdefault((obj.name.dataset.name, alone), []).append(obj)
+        groups: list[_Group] = []
+        for (_, _), objs in sorted(keyed.items()):
+            for first in range(0, len(objs), COPY_FILES_LIMIT):
+                part = tuple(objs[first : first + COPY_FILES_LIMIT])
+                groups.append(_Group(len(groups), part[0].name.dataset, part[0].name.topic, part))
+        return groups
 
     def _put(self, batch: Batch, groups: Sequence[_Group]) -> None:
         """Upload the batch's objects to the internal stage, under <batch id>/g<group>/<object dir>/."""
@@ -263,7 +279,7 @@ class SnowflakeTarget:
         stg = f"{self.schema}.{staging_table(group.dataset)}"
         (joined,) = self._rows(
             f"SELECT count(*) FROM {stg} s JOIN {self.schema}.{STG_OBJECTS} o "
-            f"ON o.grp = {group.index} AND {_attribution(group.dataset)}"
+            f"ON o.grp = {group.index} AND {_attribution(group)}"
         )[0]
         if int(joined) != copied:
             raise LoadError(
@@ -281,8 +297,11 @@ class SnowflakeTarget:
         rows: dict[str, int] = {}
         self._execute("BEGIN")
         try:
-            loaded_at = self._now()
+            # The DELETE takes the shared staging table's lock, held to COMMIT: loads commit one at a
+            # time, and loaded_at is read under it, so a later commit never carries an earlier
+            # loaded_at (silver's watermark would skip its rows for good).
             self._execute(f"DELETE FROM {self.schema}.{STG_OBJECTS}")
+            loaded_at = self._now()
             for group in groups:
                 dataset = group.dataset
                 stg = f"{self.schema}.{staging_table(dataset)}"
@@ -293,7 +312,7 @@ class SnowflakeTarget:
                 self._check_attribution(group, copied)
                 source = sqlgen.dedup_source(
                     dataset,
-                    f"{stg} s JOIN {self.schema}.{STG_OBJECTS} o ON o.grp = {group.index} AND {_attribution(dataset)}",
+                    f"{stg} s JOIN {self.schema}.{STG_OBJECTS} o ON o.grp = {group.index} AND {_attribution(group)}",
                     "o.object_key",
                     batch.load_id,
                     loaded_at,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from pydantic import SecretStr
 
+from stockpipe.batch import lakeio
 from stockpipe.batch.settings import HistorySettings
 from stockpipe.lake.store import Lake
 from stockpipe.localservices.finnhub_standin import FinnhubStandin
@@ -101,3 +104,22 @@ def tiingo_standin() -> Iterator[TiingoStandin]:
 def lake_state(lake: Lake) -> dict[str, tuple[int, str]]:
     """Every object's name with its size and ETag (the MD5 of its bytes on S3)."""
     return {info.key: (info.size, info.etag) for info in lake.walk("")}
+
+
+def bars_held(lake: Lake) -> dict[tuple[str, date], dict[str, Any]]:
+    """Every daily bar in the lake, by (symbol, session), read from the objects of either layout."""
+    held: dict[tuple[str, date], dict[str, Any]] = {}
+    for info in lake.walk("raw/daily_bars"):
+        for row in lakeio.decode(lake.read(info.key)).to_pylist():
+            held[(row["symbol"], row["date"])] = row
+    return held
+
+
+def drop_bars(lake: Lake, holes: set[tuple[str, date]]) -> None:
+    """Take some bars out of the lake's objects (a lake that lost them), rewriting those objects."""
+    for info in list(lake.walk("raw/daily_bars")):
+        table = lakeio.decode(lake.read(info.key))
+        keys = zip(table["symbol"].to_pylist(), table["date"].to_pylist(), strict=True)
+        keep = [key not in holes for key in keys]
+        if not all(keep):
+            lake.write_atomic(info.key, lakeio.encode(table.filter(pa.array(keep, pa.bool_()))))

@@ -8,7 +8,7 @@ import pytest
 
 from stockpipe.batch import jobs, lakeio
 from stockpipe.batch.settings import HistorySettings
-from stockpipe.lake.layout import daily_bar_key
+from stockpipe.lake.layout import DAILY_BARS, BatchObject
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.history import FatalProviderError, HistoryBar, SymbolNotFound
@@ -19,6 +19,20 @@ Q1 = (date(2025, 1, 1), date(2025, 3, 31))
 
 def lake_root(settings: HistorySettings) -> Path:
     return Path(settings.lake.url.removeprefix("file://"))
+
+
+def bars_in_lake(settings: HistorySettings) -> dict[str, set[tuple[str, date]]]:
+    """(symbol, session) of every bar in each daily-bar object, by key."""
+    lake = Lake(settings.lake)
+    held = {}
+    for info in lake.walk("raw/daily_bars"):
+        table = lakeio.decode(lake.read(info.key))
+        held[info.key] = set(zip(table["symbol"].to_pylist(), table["date"].to_pylist(), strict=True))
+    return held
+
+
+def job_key(kind: str, start: date, end: date, chunk: int = 0) -> str:
+    return BatchObject(DAILY_BARS, kind, start, end, chunk).key
 
 
 def test_missing_runs_groups_consecutive_sessions() -> None:
@@ -39,11 +53,19 @@ def test_backfill_writes_every_session_and_a_rerun_changes_nothing(
     sessions = calendar.sessions_between(*Q1)
     assert summary.ok
     assert summary.bars_written == 3 * len(sessions)
+    assert summary.objects_written == 1  # one object for the job, not one per symbol and day
     assert len(provider.calls) == 3
     root = lake_root(settings)
     before = snapshot(root)
-    assert f"{daily_bar_key(date(2025, 1, 9), 'AAPL')}" not in before  # the national day of mourning
-    assert daily_bar_key(date(2025, 1, 10), "BRK.B") in before
+    held = bars_in_lake(settings)
+    assert list(held) == [job_key("backfill", *Q1)]
+    bars = held[job_key("backfill", *Q1)]
+    assert len(bars) == 3 * len(sessions)
+    assert ("AAPL", date(2025, 1, 9)) not in bars  # the national day of mourning
+    assert ("BRK.B", date(2025, 1, 10)) in bars
+    table = lakeio.decode(Lake(settings.lake).read(job_key("backfill", *Q1)))
+    keys = list(zip(table["symbol"].to_pylist(), table["date"].to_pylist(), strict=True))
+    assert keys == sorted(keys)  # a fixed row order: the same bars give the same bytes
 
     again = jobs.backfill(settings, *Q1, provider=provider)
     assert again.calls == 0  # complete in the lake: nothing to fetch
@@ -55,13 +77,21 @@ def test_backfill_writes_every_session_and_a_rerun_changes_nothing(
     assert snapshot(root) == before  # same names, same bytes, not even rewritten
 
 
+MISSING = [("MSFT", date(2025, 3, 3)), ("MSFT", date(2025, 3, 4)), ("AAPL", date(2025, 2, 14))]
+
+
+def spoil_missing(symbol: str, bars: list[HistoryBar]) -> list[HistoryBar]:
+    """Bars of the MISSING sessions come back broken (rejected, so never written)."""
+    return [replace(b, low=b.high + 1) if (symbol, b.day) in MISSING else b for b in bars]
+
+
 def test_gaps_fetch_only_the_missing_sessions(settings: HistorySettings, provider: RecordingProvider) -> None:
-    jobs.backfill(settings, *Q1, provider=provider)
+    provider.tamper = spoil_missing
+    first = jobs.backfill(settings, *Q1, provider=provider)
+    assert first.bars_rejected == 3
     root = lake_root(settings)
     before = snapshot(root)
-    lake = Lake(settings.lake)
-    for day, symbol in [(date(2025, 3, 3), "MSFT"), (date(2025, 3, 4), "MSFT"), (date(2025, 2, 14), "AAPL")]:
-        lake.delete(daily_bar_key(day, symbol))
+    provider.tamper = None
     provider.calls.clear()
 
     summary = jobs.gaps(settings, *Q1, provider=provider)
@@ -69,9 +99,47 @@ def test_gaps_fetch_only_the_missing_sessions(settings: HistorySettings, provide
         ("AAPL", date(2025, 2, 14), date(2025, 2, 14)),
         ("MSFT", date(2025, 3, 3), date(2025, 3, 4)),
     ]
-    assert (summary.bars_written, summary.symbols_up_to_date) == (3, 1)
+    assert (summary.bars_written, summary.objects_written, summary.symbols_up_to_date) == (3, 1, 1)
     after = snapshot(root)
-    assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
+    assert {k: v for k, v in after.items() if k in before} == before  # the backfill's object untouched
+    assert bars_in_lake(settings)[job_key("gaps", *Q1)] == set(MISSING)
+
+    provider.calls.clear()
+    again = jobs.gaps(settings, *Q1, provider=provider)
+    assert (provider.calls, again.objects_written) == ([], 0)  # nothing missing any more
+    assert snapshot(root) == after
+
+
+def test_a_retry_of_fewer_symbols_keeps_the_others_rows(settings: HistorySettings, provider: RecordingProvider) -> None:
+    def msft_fails(symbol: str, bars: list[HistoryBar]) -> list[HistoryBar]:
+        if symbol == "MSFT":
+            raise SymbolNotFound("not today")
+        return bars
+
+    provider.tamper = msft_fails
+    jobs.backfill(settings, *Q1, provider=provider)
+    provider.tamper = None
+    provider.calls.clear()
+    retry = jobs.backfill(settings, *Q1, provider=provider)
+    assert [c[0] for c in provider.calls] == ["MSFT"]
+    assert retry.objects_written == 1
+    sessions = calendar.sessions_between(*Q1)
+    # The same object, now with all three symbols: the retry merged into it.
+    assert {s for s, _ in bars_in_lake(settings)[job_key("backfill", *Q1)]} == {"AAPL", "MSFT", "BRK.B"}
+    assert len(bars_in_lake(settings)[job_key("backfill", *Q1)]) == 3 * len(sessions)
+
+
+def test_symbols_are_chunked_into_objects_by_the_job(settings: HistorySettings, provider: RecordingProvider) -> None:
+    sessions = calendar.sessions_between(*Q1)
+    settings = settings.model_copy(update={"history_rows_per_object": 2 * len(sessions)})
+    summary = jobs.backfill(settings, *Q1, provider=provider)
+    assert summary.objects_written == 2
+    held = bars_in_lake(settings)
+    # Symbols in sorted order, two per object: AAPL and BRK.B, then MSFT.
+    assert {k: sorted({s for s, _ in v}) for k, v in held.items()} == {
+        job_key("backfill", *Q1, 0): ["AAPL", "BRK.B"],
+        job_key("backfill", *Q1, 1): ["MSFT"],
+    }
 
 
 def test_daily_catches_up_from_the_watermark_and_a_rerun_fetches_nothing(
@@ -82,11 +150,12 @@ def test_daily_catches_up_from_the_watermark_and_a_rerun_fetches_nothing(
 
     summary = jobs.daily(settings, date(2025, 12, 1), provider=provider)
     # One call per symbol from the session after its watermark; Thanksgiving (27th) has no bar.
-    assert provider.calls == [(s, date(2025, 11, 26), date(2025, 12, 1)) for s in ("AAPL", "MSFT", "BRK.B")]
-    assert summary.bars_written == 3 * 3
+    assert sorted(provider.calls) == [(s, date(2025, 11, 26), date(2025, 12, 1)) for s in ("AAPL", "BRK.B", "MSFT")]
+    assert (summary.bars_written, summary.objects_written) == (3 * 3, 1)
     lake = Lake(settings.lake)
-    assert lake.exists(daily_bar_key(date(2025, 11, 28), "MSFT"))  # the early close has its bar
-    assert not lake.exists(daily_bar_key(date(2025, 11, 27), "MSFT"))
+    bars = bars_in_lake(settings)[job_key("daily", date(2025, 12, 1), date(2025, 12, 1))]
+    assert ("MSFT", date(2025, 11, 28)) in bars  # the early close has its bar
+    assert ("MSFT", date(2025, 11, 27)) not in bars
     assert lakeio.Watermarks.load(lake).marks == dict.fromkeys(("AAPL", "MSFT", "BRK.B"), date(2025, 12, 1))
 
     provider.calls.clear()
@@ -97,7 +166,7 @@ def test_daily_catches_up_from_the_watermark_and_a_rerun_fetches_nothing(
 
 def test_daily_without_a_watermark_loads_just_its_day(settings: HistorySettings, provider: RecordingProvider) -> None:
     summary = jobs.daily(settings, date(2025, 11, 28), provider=provider)
-    assert provider.calls == [(s, date(2025, 11, 28), date(2025, 11, 28)) for s in ("AAPL", "MSFT", "BRK.B")]
+    assert sorted(provider.calls) == [(s, date(2025, 11, 28), date(2025, 11, 28)) for s in ("AAPL", "BRK.B", "MSFT")]
     assert summary.bars_written == 3
 
 
@@ -128,9 +197,9 @@ def test_bad_bars_are_rejected_counted_and_not_written(settings: HistorySettings
     assert summary.bars_rejected == 3
     assert summary.rejected_reasons == {"low above high": 1, "negative volume": 1, "not an NYSE session": 1}
     assert any("MSFT 2025-01-09: not an NYSE session" in e for e in summary.rejected_examples)
-    lake = Lake(settings.lake)
-    assert not lake.exists(daily_bar_key(date(2025, 1, 2), "MSFT"))
-    assert lake.exists(daily_bar_key(date(2025, 1, 2), "AAPL"))
+    bars = bars_in_lake(settings)[job_key("backfill", date(2025, 1, 2), date(2025, 1, 31))]
+    assert ("MSFT", date(2025, 1, 2)) not in bars
+    assert ("AAPL", date(2025, 1, 2)) in bars
     assert summary.ok  # rejected bars are data problems, reported; gaps retries those sessions later
 
 
