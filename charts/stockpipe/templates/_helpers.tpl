@@ -374,3 +374,19 @@ its variable: (list $ "producer" (list "kafka" "finnhub" "slack" "lake")). Rende
 {{- fail "ingress.className is required when ingress.enabled is true (the chart assumes no controller: name yours, e.g. traefik)" }}
 {{- end }}
 {{- end }}
+
+{{/* Kafdrop's Kafka client properties. */}}
+{{- define "stockpipe.kafdropProperties" -}}
+security.protocol={{ include "stockpipe.kafkaProtocol" . }}
+{{- if include "stockpipe.kafkaUsesSasl" . }}
+{{- $mechanism := ternary .Values.kafka.external.saslMechanism "SCRAM-SHA-512" .Values.kafka.external.enabled }}
+sasl.mechanism={{ $mechanism }}
+config.providers=dir
+config.providers.dir.class=org.apache.kafka.common.config.provider.DirectoryConfigProvider
+sasl.jaas.config={{ ternary "org.apache.kafka.common.security.plain.PlainLoginModule" "org.apache.kafka.common.security.scram.ScramLoginModule" (eq $mechanism "PLAIN") }} required username="{{ include "stockpipe.kafkaUsername" (list . "kafdrop") }}" password="${dir:/etc/kafdrop-sasl:password}";
+{{- end }}
+{{- if include "stockpipe.kafkaCaMounted" . }}
+ssl.truststore.type=PEM
+ssl.truststore.location=/etc/kafdrop-ca/ca.crt
+{{- end }}
+{{- end }}
