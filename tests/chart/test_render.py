@@ -3,6 +3,7 @@ validates against Kubernetes 1.34's schemas or its CRD, and meets the restricted
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,26 @@ def test_the_dashboard_reads_lag_and_heartbeats_but_never_joins_the_consumers_gr
     assert grants[("topic", "quotes")] == ["Describe"]
     assert "Read" in grants[("topic", "heartbeats")]
     assert not [ops for ops in grants.values() if "Write" in ops]
+
+
+def _notes(helm_bin: Path, chart: Path, tmp_path: Path, values: Path) -> str:
+    """NOTES.txt as `helm install` prints it (helm template skips it: render it through a YAML wrapper)."""
+    copy = tmp_path / "notes-chart"
+    shutil.copytree(chart, copy)
+    notes = (copy / "templates" / "NOTES.txt").read_text(encoding="utf-8")
+    (copy / "templates" / "zz-notes.yaml").write_text(
+        '{{- define "notes-under-test" }}' + notes + '{{- end }}\nnotes: {{ include "notes-under-test" . | toJson }}\n',
+        encoding="utf-8",
+    )
+    objects = charttools.render(helm_bin, copy, ["-f", str(values), "--show-only", "templates/zz-notes.yaml"])
+    return str(objects[0]["notes"])
+
+
+def test_notes_give_the_urls_and_the_edit_line(helm_bin: Path, chart: Path, tmp_path: Path) -> None:
+    notes = _notes(helm_bin, chart, tmp_path, VALUE_SETS["kind-quickstart"])
+    assert "kubectl edit -n stockpipe tw tech-megacaps" in notes
+    for host in ("airflow", "kafdrop", "dashboard"):
+        assert f"http://{host}.stockpipe.localhost/" in notes
+    assert "helm test -n stockpipe sp" in notes
+    production = _notes(helm_bin, chart, tmp_path / "p", VALUE_SETS["production"])
+    assert "https://dashboard.stockpipe.example.com/" in production
