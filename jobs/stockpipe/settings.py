@@ -35,6 +35,7 @@ class KafkaSettings(BaseModel):
     topic_trades: str = "trades"
     topic_dlq: str = "dlq"
     topic_heartbeats: str = "heartbeats"
+    topic_lake_objects: str = Field("lake-objects", description="objects the consumer wrote (for the bronze loader)")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
     sasl_username: str | None = None

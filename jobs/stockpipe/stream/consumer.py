@@ -31,6 +31,7 @@ from pydantic import Field, field_validator
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from stockpipe.contracts.messages import DLQ_V1, QUOTE_V1, TRADE_V1, WATERMARK_V1, MessageSchema, iso
+from stockpipe.freshness.notify import ObjectNotifier
 from stockpipe.lake.layout import StreamObject
 from stockpipe.lake.store import Lake
 from stockpipe.observability import start_observability
@@ -38,6 +39,7 @@ from stockpipe.settings import KafkaSettings, LakeSettings, StockpipeSettings
 from stockpipe.stream.heartbeat import Heartbeat
 from stockpipe.stream.lakewriter import PartitionFiles, find_resume_offset
 from stockpipe.stream.validation import BatchValidator, CheckedBatch, Reject, pick
+from stockpipe.stream.windows import SESSION_GRID_S
 
 log = logging.getLogger("stockpipe.consumer")
 T = TypeVar("T")
@@ -59,6 +61,9 @@ class ConsumerSettings(StockpipeSettings):
     max_records_per_file: int = Field(100_000, ge=1, le=5_000_000)
     window_seconds: int = Field(900, ge=1, le=86_400, description="record-time window of a file; divides a day")
     dlq_window_seconds: int = Field(3600, ge=1, le=86_400, description="the same for dead letters")
+    session_window_seconds: int | None = Field(
+        30, ge=1, le=1800, description="shorter windows while the NYSE session is open (freshness); divides 1800"
+    )
     batch_size: int = Field(20_000, ge=1, le=200_000)
     checker_threads: int = Field(
         2, ge=1, le=16, description="threads checking polled batches (Arrow parsing) while the next is polled"
@@ -70,6 +75,13 @@ class ConsumerSettings(StockpipeSettings):
     heartbeat_seconds: float = Field(30.0, gt=0)
     queued_max_kbytes: int = Field(32_768, ge=1024, description="librdkafka's prefetch buffer, bounds memory")
     lake_retry_seconds: float = Field(600.0, gt=0, description="how long a lake write is retried before giving up")
+
+    @field_validator("session_window_seconds")
+    @classmethod
+    def _divides_the_session_grid(cls, value: int | None) -> int | None:
+        if value is not None and SESSION_GRID_S % value:
+            raise ValueError("must divide 1800 s, so that files never straddle the open or the close")
+        return value
 
     @field_validator("window_seconds", "dlq_window_seconds")
     @classmethod
@@ -208,6 +220,7 @@ class LakeConsumer:
             }
         )
         self.heartbeat = Heartbeat(k, "consumer", settings.heartbeat_seconds)
+        self.notifier = ObjectNotifier(self.dlq, k.topic_lake_objects)  # tells the bronze loader what is new
         self._checker = ThreadPoolExecutor(max_workers=settings.checker_threads, thread_name_prefix="checker")
         # Polled and being checked, oldest first; completed in poll order, checker_threads polls behind.
         self._pending: deque[list[_TopicBatch]] = deque()
@@ -237,6 +250,7 @@ class LakeConsumer:
                 position=resume or 0,
                 max_records=self.settings.max_records_per_file,
                 window_s=self.settings.dlq_window_seconds if plan.schema is DLQ_V1 else self.settings.window_seconds,
+                session_window_s=None if plan.schema is DLQ_V1 else self.settings.session_window_seconds,
                 flush=self._write_object,
             )
             log.info(
@@ -296,6 +310,7 @@ class LakeConsumer:
         self.stats.rows += rows
         self.stats.files += 1
         self.stats.last_flush = time.perf_counter()
+        self.notifier.written(obj, rows)  # a hint only: a lost notice is found by the loader's listing
         # Durable: now (and only now) the offsets it covers may be committed.
         self._to_commit[(obj.topic, obj.partition)] = obj.last_offset + 1
         self._commit_pending()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from stockpipe.contracts.messages import MessageSchema
 from stockpipe.lake.layout import StreamObject, dataset_prefix, parse_dt_dir
 from stockpipe.lake.store import Lake
+from stockpipe.stream.windows import window_date, window_start, window_starts
 
 Flush = Callable[[StreamObject, bytes, int], None]  # object, parquet bytes, rows
 
@@ -67,6 +68,7 @@ class PartitionFiles:
     max_records: int
     window_s: int
     flush: Flush
+    session_window_s: int | None = None  # shorter windows while the NYSE session is open (stream.windows)
     _tables: list[pa.Table] = field(default_factory=list)
     _rows: int = 0
     _window: int | None = None
@@ -77,7 +79,7 @@ class PartitionFiles:
 
     def _windows(self, table: pa.Table) -> np.ndarray:
         micros = pc.cast(table[self.schema.event_ts], pa.int64()).to_numpy(zero_copy_only=False)
-        return np.asarray(micros // (self.window_s * 1_000_000), dtype=np.int64)
+        return window_starts(micros, self.window_s, self.session_window_s)
 
     def add(self, rows: pa.Table, watermarks: list[tuple[int, datetime]]) -> None:
         """Rows (offset order, all >= next_offset) and watermarks (offset, time) of one poll."""
@@ -88,7 +90,7 @@ class PartitionFiles:
             end = int(np.searchsorted(offsets, mark_offset))
             self._add_rows(rows, windows, start, end)
             start = end
-            mark_window = int(mark_ts.timestamp()) // self.window_s
+            mark_window = window_start(mark_ts, self.window_s, self.session_window_s)
             if self._rows and self._window is not None and mark_window > self._window:
                 self._flush()
         self._add_rows(rows, windows, start, len(offsets))
@@ -113,7 +115,7 @@ class PartitionFiles:
         assert self._window is not None
         obj = StreamObject(
             dataset=self.schema.dataset,
-            dt=_window_date(self._window, self.window_s),
+            dt=window_date(self._window),
             topic=self.topic,
             partition=self.partition,
             first_offset=int(pc.min(offsets).as_py()),
@@ -126,7 +128,3 @@ class PartitionFiles:
     def drop(self) -> None:
         """Forget buffered rows (partition revoked or lost): the next owner re-reads them."""
         self._tables, self._rows, self._window = [], 0, None
-
-
-def _window_date(window: int, window_s: int) -> date:
-    return datetime.fromtimestamp(window * window_s, UTC).date()

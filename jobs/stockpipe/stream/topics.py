@@ -46,6 +46,7 @@ def ensure_pipeline_topics(kafka: KafkaSettings, partitions: int = 3) -> None:
     ensure_topic(conf, kafka.topic_trades, partitions)
     ensure_topic(conf, kafka.topic_dlq, 1, {"max.message.bytes": str(DLQ_MAX_MESSAGE_BYTES)})
     ensure_topic(conf, kafka.topic_heartbeats, 1, {"retention.ms": str(7 * 24 * 3600 * 1000)})
+    ensure_topic(conf, kafka.topic_lake_objects, 1, {"retention.ms": str(7 * 24 * 3600 * 1000)})
 
 
 def isolated_topics(bootstrap: str, name: str, partitions: int = 3) -> KafkaSettings:
@@ -56,6 +57,7 @@ def isolated_topics(bootstrap: str, name: str, partitions: int = 3) -> KafkaSett
         topic_trades=f"trades-{name}",
         topic_dlq=f"dlq-{name}",
         topic_heartbeats=f"heartbeats-{name}",
+        topic_lake_objects=f"lake-objects-{name}",
     )
     ensure_pipeline_topics(kafka, partitions=partitions)
     return kafka

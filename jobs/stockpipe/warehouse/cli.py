@@ -44,20 +44,30 @@ def _check_target(target: str | None) -> str | None:
 def bronze_command(
     target: str | None = typer.Option(None, help="duckdb or snowflake (default: STOCKPIPE_WAREHOUSE__TARGET)"),
     plan: bool = typer.Option(False, "--plan", help="only list what a load would read (creates missing tables)"),
+    listing: str = typer.Option(
+        "recent", help="S3 lakes: recent (partitions from just before the newest loaded one) or full"
+    ),
+    lookback_days: int = typer.Option(2, min=0, help="with --listing recent: days before the newest loaded one"),
 ) -> None:
     """Load new and changed lake objects into bronze; prints the load report as JSON."""
+    from stockpipe.freshness.writerlock import warehouse_writer
     from stockpipe.lake.store import Lake
     from stockpipe.warehouse.loader import BronzeLoader, LoadError
     from stockpipe.warehouse.targets import open_target
 
+    if listing not in ("recent", "full"):
+        raise typer.BadParameter("must be recent or full", param_hint="--listing")
     settings = _settings(_check_target(target))
     lake = Lake(settings.lake)
-    with open_target(settings, lake) as tgt:
+    # One writer at a time: the continuous loader and the compaction job take the same lock.
+    with warehouse_writer(settings), open_target(settings, lake) as tgt:
         loader = BronzeLoader(
             lake,
             tgt,
             batch_max_objects=settings.warehouse.batch_max_objects,
             batch_max_bytes=settings.warehouse.batch_max_bytes,
+            listing="full" if listing == "full" else "recent",
+            lookback_days=lookback_days,
         )
         if plan:
             tgt.ensure_schema()
@@ -155,6 +165,22 @@ def dbt_build_command(
     if full_refresh:
         args.append("--full-refresh")
     _run_dbt(args, target)
+
+
+@load_app.command("continuous")
+def continuous_command() -> None:
+    """Long-running: load the objects the consumer announces, then dbt-build the intraday models (freshness)."""
+    from stockpipe.logs import setup_logging
+    from stockpipe.settings import ConfigError, load_settings
+    from stockpipe.warehouse.continuous import ContinuousLoaderSettings, run_continuous_loader
+
+    try:
+        settings = load_settings(ContinuousLoaderSettings)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(settings.log_level)
+    run_continuous_loader(settings)
 
 
 @load_app.command("dbt-freshness")

@@ -194,7 +194,10 @@ def run_dbt(
     # dbt would otherwise send anonymous usage events (dbt_project.yml turns them off too).
     env = {**profile_env(settings), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **(extra_env or {})}
     log.info("dbt %s", " ".join(args))
-    with _environment(env):
+    from stockpipe.freshness.writerlock import warehouse_writer
+
+    # dbt writes the warehouse: one writer at a time (the lock is re-entrant for a caller that holds it).
+    with warehouse_writer(settings), _environment(env):
         try:
             result = dbtRunner().invoke(argv)
         finally:
