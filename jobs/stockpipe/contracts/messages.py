@@ -20,9 +20,15 @@ from stockpipe.contracts.watchlist import SYMBOL_PATTERN
 MAX_MESSAGE_BYTES = 16 * 1024
 # Event times before this are not market data we can use; after now + this skew they are clock bugs.
 EARLIEST_EVENT = datetime(2000, 1, 1, tzinfo=UTC)
+# Also the most an event or fetch time may lead the Kafka record's own timestamp (which the broker
+# bounds, and which every restart sees the same, unlike the wall clock).
 MAX_FUTURE_SKEW_S = 6 * 3600
+# Magnitudes no US market has: the dearest share (BRK.A) trades below $1M, a day's volume below 1e10.
+MAX_PRICE = 10_000_000.0
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+# What a contract timestamp looks like: date, time and a UTC offset (Z or +hh:mm); no date-only, no naive.
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}(:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}(:?\d{2})?)$"
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class Field:
     required: bool = True
     positive: bool = False  # a price: finite and > 0
     non_negative: bool = False
+    max_abs: float | None = None  # the largest magnitude a market can have: beyond it a value is a bug
 
     @property
     def json_types(self) -> tuple[str, ...]:
@@ -82,12 +89,18 @@ class MessageSchema:
             prop: dict[str, Any] = {"type": list(f.json_types) if len(f.json_types) > 1 else f.json_types[0]}
             if pa.types.is_timestamp(f.arrow):
                 prop["format"] = "date-time"
+                # RFC 3339: a date and a time with a UTC offset; date-only and naive times are refused.
+                prop["pattern"] = TIMESTAMP_PATTERN
             if f.name == "symbol":
                 prop["pattern"] = SYMBOL_PATTERN
             if f.positive:
                 prop["exclusiveMinimum"] = 0
             if f.non_negative:
                 prop["minimum"] = 0
+            if f.max_abs is not None:
+                prop["maximum"] = f.max_abs
+                if not (f.positive or f.non_negative):
+                    prop["minimum"] = -f.max_abs
             if pa.types.is_list(f.arrow):
                 prop["items"] = {"type": "string"}
             prop["description"] = f.description
@@ -103,7 +116,7 @@ class MessageSchema:
         }
 
 
-_COMMON = (Field("symbol", pa.string(), "US ticker, e.g. AAPL or BRK.B; also the Kafka key"),)
+_COMMON = (Field("symbol", pa.string(), "US ticker, e.g. AAPL or BRK.B; also the Kafka key (required)"),)
 _PROVENANCE = (
     Field("fetched_at", TIMESTAMP, "when the producer received it (UTC, ISO-8601)"),
     Field("source", pa.string(), "finnhub, finnhub_ws, synthetic or replay"),
@@ -118,13 +131,19 @@ QUOTE_V1 = MessageSchema(
         *_COMMON,
         Field("quote_ts", TIMESTAMP, "Finnhub t: time of the last trade in the quote (UTC, ISO-8601)"),
         *_PROVENANCE,
-        Field("price", pa.float64(), "Finnhub c: current price", positive=True),
-        Field("change", pa.float64(), "Finnhub d: change from the previous close", required=False),
-        Field("change_pct", pa.float64(), "Finnhub dp: percent change from the previous close", required=False),
-        Field("day_high", pa.float64(), "Finnhub h: high of the day", positive=True),
-        Field("day_low", pa.float64(), "Finnhub l: low of the day", positive=True),
-        Field("day_open", pa.float64(), "Finnhub o: open of the day", positive=True),
-        Field("prev_close", pa.float64(), "Finnhub pc: previous close", positive=True),
+        Field("price", pa.float64(), "Finnhub c: current price", positive=True, max_abs=MAX_PRICE),
+        Field("change", pa.float64(), "Finnhub d: change from the previous close", required=False, max_abs=MAX_PRICE),
+        Field(
+            "change_pct",
+            pa.float64(),
+            "Finnhub dp: percent change from the previous close",
+            required=False,
+            max_abs=1_000_000.0,
+        ),
+        Field("day_high", pa.float64(), "Finnhub h: high of the day", positive=True, max_abs=MAX_PRICE),
+        Field("day_low", pa.float64(), "Finnhub l: low of the day", positive=True, max_abs=MAX_PRICE),
+        Field("day_open", pa.float64(), "Finnhub o: open of the day", positive=True, max_abs=MAX_PRICE),
+        Field("prev_close", pa.float64(), "Finnhub pc: previous close", positive=True, max_abs=MAX_PRICE),
     ),
 )
 
@@ -137,10 +156,20 @@ TRADE_V1 = MessageSchema(
         *_COMMON,
         Field("trade_ts", TIMESTAMP, "Finnhub t: trade time (UTC, ISO-8601, millisecond precision)"),
         *_PROVENANCE,
-        Field("price", pa.float64(), "Finnhub p: trade price", positive=True),
-        Field("size", pa.float64(), "Finnhub v: volume (shares; fractional for some venues)", non_negative=True),
+        Field("price", pa.float64(), "Finnhub p: trade price", positive=True, max_abs=MAX_PRICE),
         Field(
-            "seq", pa.int64(), "position among trades with the same symbol and time in one delivery", non_negative=True
+            "size",
+            pa.float64(),
+            "Finnhub v: volume (shares; fractional for some venues)",
+            non_negative=True,
+            max_abs=1e10,
+        ),
+        Field(
+            "seq",
+            pa.int64(),
+            "position among trades with the same symbol and time in one delivery",
+            non_negative=True,
+            max_abs=1e9,
         ),
         Field("conditions", pa.list_(pa.string()), "Finnhub c: trade conditions", required=False),
     ),

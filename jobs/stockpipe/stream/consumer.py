@@ -6,6 +6,17 @@ durable; on assignment each partition resumes after the newest object the lake h
 lake is the source of truth), or after the committed offset when that is further (rejected and
 control records past the last file). A message that fails its contract goes to the dead-letter
 topic with the reason, its bytes and its topic/partition/offset, and never blocks its partition.
+
+Crash loops: no input is known to crash the checker (see validation.py), but if one ever did, the
+same message would kill every incarnation. The state that survives a crash is the committed
+offset's metadata, a marker {"n": crashes in a row, "probe": offsets being checked}: written on
+assignment (the same offset committed again) and with every commit; a clean exit or hand-over
+clears it. A partition that finds a marker was being worked on when its last owner died: its next
+`max_records_per_file + (checker_threads + 2) * batch_size` offsets (everything the dead one could
+have held uncommitted) are checked in chunks of 64, each under a marker naming it (a synchronous
+commit of the same offset), and a chunk named by a crash is checked one message at a time. Once
+the crashes outnumber `crash_loop_restarts` and the marker names a single message, that message
+goes to the dead-letter topic as `crashed_consumer` without being parsed again.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 import base64
 import gc
 import logging
+import operator
 import signal
 import threading
 import time
@@ -42,6 +54,7 @@ from stockpipe.stream.validation import BatchValidator, CheckedBatch, Reject, pi
 from stockpipe.stream.windows import SESSION_GRID_S
 
 log = logging.getLogger("stockpipe.consumer")
+_SECOND = operator.itemgetter(1)
 T = TypeVar("T")
 
 MESSAGES = Counter("stockpipe_consumer_messages_total", "Messages read", ["topic"])
@@ -75,6 +88,12 @@ class ConsumerSettings(StockpipeSettings):
     heartbeat_seconds: float = Field(30.0, gt=0)
     queued_max_kbytes: int = Field(32_768, ge=1024, description="librdkafka's prefetch buffer, bounds memory")
     lake_retry_seconds: float = Field(600.0, gt=0, description="how long a lake write is retried before giving up")
+    session_timeout_ms: int = Field(
+        45_000, ge=6_000, le=300_000, description="how long the group waits for a silent member before moving its work"
+    )
+    crash_loop_restarts: int = Field(
+        3, ge=1, le=100, description="starts at the same offset after which the message found there is dead-lettered"
+    )
 
     @field_validator("session_window_seconds")
     @classmethod
@@ -89,6 +108,41 @@ class ConsumerSettings(StockpipeSettings):
         if 86_400 % value:
             raise ValueError("must divide a day (86400 s), so that files never straddle two dates")
         return value
+
+
+_MARKER = "stockpipe-crash-marker/1:"
+_CAREFUL_CHUNK = 64
+
+
+@dataclass
+class _Careful:
+    """A partition whose previous incarnation died (no clean exit) while it was checking [lo, hi]."""
+
+    lo: int
+    hi: int
+    crashes: int  # incarnations in a row that died on this partition's watch
+    quarantine: int | None = None  # the offset to dead-letter as crashed_consumer, unparsed
+    probe: tuple[int, int] | None = None  # what is being checked now
+
+    @property
+    def chunk(self) -> int:
+        return 1 if self.hi - self.lo < _CAREFUL_CHUNK else _CAREFUL_CHUNK
+
+
+def _marker(crashes: int, probe: tuple[int, int] | None) -> str:
+    return _MARKER + orjson.dumps({"n": crashes, "probe": probe}).decode()
+
+
+def _read_marker(metadata: str | None) -> tuple[int, tuple[int, int] | None] | None:
+    """(crashes so far, the offsets being checked when it died) from a committed offset's metadata."""
+    if not metadata or not metadata.startswith(_MARKER):
+        return None
+    try:
+        m = orjson.loads(metadata.removeprefix(_MARKER))
+        probe = m.get("probe")
+        return int(m["n"]), (int(probe[0]), int(probe[1])) if probe else None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError):
+        return None
 
 
 @dataclass
@@ -109,14 +163,9 @@ class _Stats:
     last_loop: float = field(default_factory=time.monotonic)
 
 
-class _LazyTimestamps:
-    """Kafka timestamps read only for the messages that need one (rejects, for their dead letter)."""
-
-    def __init__(self, msgs: Sequence[Message]) -> None:
-        self._msgs = msgs
-
-    def __getitem__(self, i: int) -> int:
-        return int(self._msgs[i].timestamp()[1])
+def _timestamps_ms(msgs: Sequence[Message]) -> np.ndarray:
+    """The Kafka records' own timestamps (ms; <= 0 when a record has none), mapped in C."""
+    return np.fromiter(map(_SECOND, map(Message.timestamp, msgs)), dtype=np.int64, count=len(msgs))
 
 
 class _TopicBatch:
@@ -137,8 +186,10 @@ class _TopicBatch:
         partitions: np.ndarray,
         offsets: np.ndarray,
         mine: np.ndarray | None,
+        quarantine: frozenset[tuple[int, int]] = frozenset(),
     ) -> None:
         self.topic, self.plan = topic, plan
+        self.quarantine = quarantine  # (partition, offset) to dead-letter as crashed_consumer, unparsed
         self._all = (msgs, values, keys)
         self._mine = mine
         self.all_partitions = partitions if mine is None else partitions[mine]
@@ -164,9 +215,20 @@ class _TopicBatch:
         return True
 
     def _check(self) -> CheckedBatch:
-        return self.plan.validator.check(
-            self.values, self._keys, self.partitions, self.offsets, _LazyTimestamps(self._msgs)
+        values = self.values
+        held: dict[tuple[int, int], bytes | None] = {}
+        if self.quarantine:
+            pairs = list(zip(self.partitions.tolist(), self.offsets.tolist(), strict=True))
+            held = {pair: values[i] for i, pair in enumerate(pairs) if pair in self.quarantine}
+            if held:
+                values = [b"" if pair in held else v for pair, v in zip(pairs, values, strict=True)]
+        checked = self.plan.validator.check(
+            values, self._keys, self.partitions, self.offsets, _timestamps_ms(self._msgs)
         )
+        for r in checked.rejects:
+            if (r.partition, r.offset) in held:
+                r.reason, r.value = "crashed_consumer", held[(r.partition, r.offset)]  # never parsed again
+        return checked
 
     def start(self, checker: ThreadPoolExecutor | None) -> None:
         if checker is None:
@@ -194,6 +256,8 @@ class LakeConsumer:
         self.stop_event = stop_event or threading.Event()
         self.stats = _Stats()
         self._to_commit: dict[tuple[str, int], int] = {}
+        self._committed: dict[tuple[str, int], int] = {}  # what this incarnation last committed
+        self._careful: dict[tuple[str, int], _Careful] = {}
         self._dlq_pending = 0
         self._dlq_unmarked = False
         self.consumer = Consumer(
@@ -206,7 +270,7 @@ class LakeConsumer:
                 "queued.max.messages.kbytes": settings.queued_max_kbytes,
                 "fetch.queue.backoff.ms": 20,  # the 1 s default stalls a consumer that keeps up
                 "max.poll.interval.ms": int(settings.lake_retry_seconds * 1000) + 60_000,
-                "session.timeout.ms": 45_000,
+                "session.timeout.ms": settings.session_timeout_ms,
                 "isolation.level": "read_committed",
             }
         )
@@ -228,7 +292,9 @@ class LakeConsumer:
     # -- partition assignment ------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         try:
-            committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions, timeout=30)}
+            found = consumer.committed(partitions, timeout=30)
+            committed = {(tp.topic, tp.partition): tp.offset for tp in found}
+            markers = {(tp.topic, tp.partition): _read_marker(tp.metadata) for tp in found}
         except KafkaException as exc:
             if self.stop_event.is_set() or exc.args[0].code() == KafkaError._DESTROY:
                 return  # closing
@@ -262,10 +328,74 @@ class LakeConsumer:
                 committed.get((tp.topic, tp.partition)),
             )
         consumer.assign(partitions)
+        for tp in partitions:
+            state = self.partitions[(tp.topic, tp.partition)]
+            self._mark_start(consumer, tp.topic, tp.partition, state.position, markers.get((tp.topic, tp.partition)))
+
+    def _mark_start(
+        self,
+        consumer: Consumer,
+        topic: str,
+        partition: int,
+        start: int,
+        last: tuple[int, tuple[int, int] | None] | None,
+    ) -> None:
+        """Read the last owner's marker: a crash on its watch makes this partition careful. Then mark the start."""
+        key = (topic, partition)
+        self._careful.pop(key, None)
+        if last is not None and last[1] is None:
+            try:
+                end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+            except KafkaException:
+                end = None
+            if end is not None and start >= end:
+                last = None  # nothing past the start: whatever killed the last owner, it was not this partition
+        if last is None:  # a clean exit (or a first start) before us
+            self._commit_marker(consumer, topic, partition, start, _marker(0, None))
+            return
+        crashes, probe = last[0] + 1, last[1]
+        s = self.settings
+        lo, hi = probe or (start, start + s.max_records_per_file + (s.checker_threads + 2) * s.batch_size)
+        careful = self._careful[key] = _Careful(lo, hi, crashes, probe=probe)
+        if crashes > s.crash_loop_restarts and lo == hi:
+            careful.quarantine = lo
+        log.error(
+            "%s[%d]: its last owner died while checking %s (crash %d in a row): offsets %d..%d checked carefully%s",
+            topic,
+            partition,
+            f"offsets {probe[0]}..{probe[1]}" if probe else f"from offset {start}",
+            crashes,
+            lo,
+            hi,
+            f"; offset {lo} goes to the dead-letter topic as crashed_consumer"
+            if careful.quarantine is not None
+            else "",
+        )
+        self._commit_marker(consumer, topic, partition, start, _marker(crashes, probe))
+
+    def _commit_marker(self, consumer: Consumer, topic: str, partition: int, offset: int, metadata: str) -> None:
+        """A synchronous commit of an offset already safe to commit, for its metadata (survives a crash)."""
+        try:
+            consumer.commit(offsets=[TopicPartition(topic, partition, offset, metadata=metadata)], asynchronous=False)
+            self._committed[(topic, partition)] = offset
+        except KafkaException as exc:
+            log.warning("crash marker for %s[%d] not committed (%s)", topic, partition, exc.args[0].name())
+
+    def _marker_of(self, key: tuple[str, int]) -> str:
+        careful = self._careful.get(key)
+        return _marker(careful.crashes, careful.probe) if careful else _marker(0, None)
+
+    def _clear_markers(self) -> None:
+        """A clean hand-over: no crash at these starts."""
+        for (topic, partition), offset in list(self._committed.items()):
+            if (topic, partition) in self.partitions:
+                self._commit_marker(self.consumer, topic, partition, offset, "")
+        self._careful.clear()
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._complete_pending()
         self._commit_pending()
+        self._clear_markers()
         self._forget(partitions, "revoked")
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -275,6 +405,8 @@ class LakeConsumer:
         for tp in partitions:
             state = self.partitions.pop((tp.topic, tp.partition), None)
             self._to_commit.pop((tp.topic, tp.partition), None)
+            self._committed.pop((tp.topic, tp.partition), None)
+            self._careful.pop((tp.topic, tp.partition), None)
             if state:
                 log.info(
                     "%s %s[%d]: %d buffered rows dropped, re-read by the next owner",
@@ -368,10 +500,12 @@ class LakeConsumer:
             while self.dlq.flush(10) > 0:
                 log.warning("dead-letter topic not acknowledging yet; holding commits")
             self._dlq_pending = 0
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self._to_commit.items()]
+        offsets = [TopicPartition(t, p, o, metadata=self._marker_of((t, p))) for (t, p), o in self._to_commit.items()]
         for attempt in range(30):
             try:
                 self.consumer.commit(offsets=offsets, asynchronous=False)
+                for tp in offsets:
+                    self._committed[(tp.topic, tp.partition)] = tp.offset
                 self._to_commit.clear()
                 return
             except KafkaException as exc:
@@ -419,11 +553,49 @@ class LakeConsumer:
             if plan is None or topic is None:
                 continue
             mine = np.asarray(topics, dtype=object) == topic if len(topic_names) > 1 else None
-            batch = _TopicBatch(topic, plan, msgs, values, keys, partitions, offsets, mine)
+            quarantine = frozenset(
+                (p, c.quarantine) for (t, p), c in self._careful.items() if t == topic and c.quarantine is not None
+            )
+            batch = _TopicBatch(topic, plan, msgs, values, keys, partitions, offsets, mine, quarantine)
             if batch.select(self._fresh(topic, batch.all_partitions, batch.all_offsets)):
                 batch.start(self._checker)
                 batches.append(batch)
         return batches
+
+    def _careful_pass(self, msgs: list[Message]) -> None:
+        """A poll with messages of careful partitions: those in their careful range in chunks, each under a marker."""
+        self._complete_pending()  # nothing in flight
+        by_key: dict[tuple[str, int], list[Message]] = {}
+        rest: list[Message] = []
+        for m in msgs:
+            key = (m.topic() or "", m.partition() or 0)
+            (by_key.setdefault(key, []) if key in self._careful else rest).append(m)
+        if rest:
+            self._complete(self._prepare(rest))
+        for key, part in by_key.items():
+            careful = self._careful.get(key)
+            i = 0
+            while careful is not None and i < len(part):
+                offset = int(part[i].offset() or 0)
+                if offset > careful.hi:
+                    break
+                chunk = [m for m in part[i : i + careful.chunk] if int(m.offset() or 0) <= careful.hi]
+                careful.probe = (offset, int(chunk[-1].offset() or 0))
+                start = self._committed.get(key)
+                if start is not None:
+                    self._commit_marker(self.consumer, key[0], key[1], start, self._marker_of(key))
+                self._complete(self._prepare(chunk))
+                i += len(chunk)
+                careful = self._careful.get(key)  # a revoke may have ended it
+            if careful is not None and (
+                i < len(part) or (careful.probe is not None and careful.probe[1] >= careful.hi)
+            ):
+                del self._careful[key]  # past the careful range: back to full batches
+                start = self._committed.get(key)
+                if start is not None:
+                    self._commit_marker(self.consumer, key[0], key[1], start, _marker(0, None))
+            if i < len(part):
+                self._complete(self._prepare(part[i:]))
 
     def _fresh(self, topic: str, partitions: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Which messages are new to this incarnation: not yet seen (a redelivery after a seek) and still ours."""
@@ -444,6 +616,9 @@ class LakeConsumer:
                     continue
                 batch.start(None)
             checked = batch.result()
+            for r in checked.rejects:
+                if r.reason == "crashed_consumer" and (careful := self._careful.get((batch.topic, r.partition))):
+                    careful.quarantine = None
             MESSAGES.labels(batch.topic).inc(len(batch.values))
             self.stats.messages += len(batch.values)
             self._send_dead_letters(batch.topic, checked.rejects)
@@ -517,9 +692,12 @@ class LakeConsumer:
                     if not self.stats.first_message:
                         self.stats.first_message = time.perf_counter()
                     idle_since = self.stats.last_loop
-                    # Check this batch on a checker thread while older ones are finished here.
-                    self._pending.append(self._prepare(msgs))
-                    self._complete_pending(keep=self.settings.checker_threads)
+                    if self._careful:  # a partition whose last owner died: small chunks, each under a marker
+                        self._careful_pass(msgs)
+                    else:
+                        # Check this batch on a checker thread while older ones are finished here.
+                        self._pending.append(self._prepare(msgs))
+                        self._complete_pending(keep=self.settings.checker_threads)
                 else:
                     self._complete_pending()
                     if not self.partitions:
@@ -539,6 +717,8 @@ class LakeConsumer:
             # SIGTERM: what was polled is checked and routed; complete objects are written and committed,
             # partial ones are re-read later.
             self._complete_pending()
+            self._commit_pending()
+            self._clear_markers()  # a clean exit: no crash at these starts
         finally:
             self._commit_pending()
             self.dlq.flush(30)

@@ -207,8 +207,10 @@ class Publisher:
                 values[at] = b""
             n = len(values)
             zeros, positions = np.zeros(n, np.int64), np.arange(n, dtype=np.int64)
-            # No partition or time yet; a reject's "offset" is its position in the chunk.
-            rejects = validator.check(values, keys, zeros, positions, zeros, rows=False).rejects
+            # No partition yet; a reject's "offset" is its position in the chunk. The Kafka timestamp
+            # will be the time of queueing (CreateTime): now.
+            stamps = np.full(n, int(time.time() * 1000), dtype=np.int64)
+            rejects = validator.check(values, keys, zeros, positions, stamps, rows=False).rejects
             reasons = {r.offset: unencodable.get(r.offset, r.reason) for r in rejects}
             for at, reason in reasons.items():
                 result.rejected[reason] = result.rejected.get(reason, 0) + 1

@@ -6,17 +6,27 @@ message stands alone, so acceptance is always Arrow's decision (the same bytes g
 whatever batch they arrive in: file boundaries downstream depend on it). The reason for a rejection
 comes from a per-message look with orjson. A producer, which still holds the Python values it
 encoded, can skip the parse when proves_clean() shows from those values that check() would accept.
+
+Arrow's reader is C++ fed with untrusted bytes, so it only ever sees values screened for what
+crashes it or breaks the one-value-one-row framing (found by experiment, each in a child process,
+pyarrow 26): a JSON `null` first in a read kills the process (SIGSEGV); a blank value yields no row
+and two objects in one value yield two, which would shift every later row onto another message's
+offset. So every value handed to Arrow is valid UTF-8 without a BOM and starts with `{` after JSON
+whitespace, and a read whose row count differs from its value count is refused (and bisected).
+Timestamps are read as strings and cast afterwards, so that naive and date-only times, which the
+JSON reader would take as UTC, are refused by name.
 """
 
 from __future__ import annotations
 
 import io
 import operator
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import orjson
@@ -34,6 +44,32 @@ from stockpipe.contracts.messages import (
 )
 from stockpipe.contracts.watchlist import SYMBOL_PATTERN
 
+
+def _bad_casts(strings: pa.Array, start: int, end: int) -> list[int]:
+    """Rows in [start, end) whose string Arrow cannot cast to a timestamp, by bisection."""
+    try:
+        pc.cast(strings.slice(start, end - start), TIMESTAMP)
+        return []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if end - start == 1:
+            return [start]
+    mid = (start + end) // 2
+    return _bad_casts(strings, start, mid) + _bad_casts(strings, mid, end)
+
+
+def _timestamp_reason(text: str | None, name: str) -> str:
+    """Why a timestamp string was refused: a date only, no UTC offset, or not a timestamp at all."""
+    try:
+        parsed = datetime.fromisoformat(text or "")
+    except ValueError:
+        return f"bad_timestamp:{name}"
+    if len((text or "").strip()) <= 10:
+        return f"date_only:{name}"
+    if parsed.tzinfo is None:
+        return f"naive_timestamp:{name}"
+    return f"bad_timestamp:{name}"
+
+
 T = TypeVar("T")
 # The Python types whose conversion to the contract's columns proves_clean() trusts (no bool: no field is one).
 _PLAIN_KINDS = frozenset({str, int, float, list, type(None)})
@@ -50,12 +86,52 @@ def _converted_but_refused_as_json(arrow: pa.DataType) -> type | None:
 
 
 _FRAMING = bytes.maketrans(b"\r\n", b"  ")  # JSON whitespace; inside strings they must be escaped anyway
+_JSON_SPACE = b" \t\r\n"
+_BOM = b"\xef\xbb\xbf"
+_OPEN_BRACE = ord("{")
+_JSON_KINDS = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string", list: "array"}
 
 
-class Indexed(Protocol):
-    """Anything indexable by position: a list, an array, or a lazy view."""
+class FramingError(pa.ArrowInvalid):  # type: ignore[misc]
+    """Arrow read a different number of rows than it was given values (blank or multi-object values)."""
 
-    def __getitem__(self, i: int, /) -> Any: ...
+
+def screen(value: bytes) -> str | None:
+    """Why a value must not reach Arrow's JSON reader (None: it may). The slow path, for suspects only."""
+    if value.startswith(_BOM):
+        return "utf8_bom"
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return "not_utf8"
+    body = value.lstrip(_JSON_SPACE)
+    if not body:
+        return "empty_message"
+    if body[0] == _OPEN_BRACE:
+        return None
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return "not_json"
+    return f"not_object:{_JSON_KINDS.get(type(obj), 'other')}"
+
+
+def _suspects(values: Sequence[bytes], sizes: np.ndarray, blob: bytes) -> np.ndarray:
+    """Positions of values that may not be plain JSON objects: not `{` first, or not ASCII.
+
+    Vectorised over the joined blob (values joined by one byte each): the common batch costs a
+    numpy gather and one ASCII scan, not a Python loop.
+    """
+    n = len(values)
+    starts = np.zeros(n, dtype=np.int64)
+    if n > 1:
+        np.cumsum(sizes[:-1] + 1, out=starts[1:])
+    data = np.frombuffer(blob, dtype=np.uint8)
+    first = data[np.minimum(starts, max(len(data) - 1, 0))] if len(data) else np.zeros(n, np.uint8)
+    suspect = (first != _OPEN_BRACE) | (sizes == 0)
+    if not blob.isascii():
+        suspect |= np.fromiter(map(bytes.isascii, values), dtype=bool, count=n) == False  # noqa: E712
+    return np.flatnonzero(suspect)
 
 
 @dataclass
@@ -97,7 +173,12 @@ def pick(seq: Sequence[T], idx: np.ndarray) -> Sequence[T]:
 class BatchValidator:
     def __init__(self, schema: MessageSchema) -> None:
         self.schema = schema
-        self.parse_schema = schema.arrow_schema().append(pa.field("watermark_ts", TIMESTAMP))
+        # Timestamps are read as strings and cast by _typed(), which names naive and date-only ones.
+        self.parse_schema = pa.schema(
+            [pa.field(f.name, pa.string() if pa.types.is_timestamp(f.type) else f.type) for f in schema.arrow_schema()]
+        ).append(pa.field("watermark_ts", TIMESTAMP))
+        self._ts_fields = [f.name for f in schema.fields if pa.types.is_timestamp(f.arrow)]
+        self.typed_schema = schema.arrow_schema().append(pa.field("watermark_ts", TIMESTAMP))
         self._parse_options = pj.ParseOptions(explicit_schema=self.parse_schema, unexpected_field_behavior="ignore")
         # One block, one thread: callers run batches side by side on threads of their own (measured:
         # Arrow's own threads gain nothing here on 2 cores and compete with those).
@@ -118,15 +199,19 @@ class BatchValidator:
 
     def _warm_up(self) -> None:
         """Pay Arrow's lazy initialisation (compute kernels, time zones: ~0.6 s) at start, not on the first poll."""
-        self._check_values(self.parse_schema.empty_table(), [])
+        self._check_values(*self._typed(self.parse_schema.empty_table()), [], np.zeros(0, np.int64))
 
     # -- parsing ---------------------------------------------------------------------------------
-    def _parse(self, values: Sequence[bytes]) -> pa.Table:
-        """Arrow's JSON reader on the values, one per line."""
-        blob = b"\n".join(values)
+    def _parse(self, values: Sequence[bytes], blob: bytes | None = None) -> pa.Table:
+        """Arrow's JSON reader on screened values, one per line; exactly one row per value, or FramingError."""
+        if blob is None:
+            blob = b"\n".join(values)
         if blob.count(b"\n") != len(values) - 1 or b"\r" in blob:
             blob = b"\n".join(v.translate(_FRAMING) for v in values)
-        return pj.read_json(io.BytesIO(blob), read_options=self._read_options, parse_options=self._parse_options)
+        table = pj.read_json(io.BytesIO(blob), read_options=self._read_options, parse_options=self._parse_options)
+        if table.num_rows != len(values):
+            raise FramingError(f"{table.num_rows} rows from {len(values)} values")
+        return table
 
     def _parse_bisect(
         self,
@@ -134,13 +219,17 @@ class BatchValidator:
         idx: np.ndarray,
         out: list[tuple[np.ndarray, pa.Table]],
         bad: list[tuple[int, str]],
+        blob: bytes | None = None,
     ) -> None:
-        """Parse values at idx; a batch Arrow refuses is split in two."""
+        """Parse values at idx (screened: see screen()); a batch Arrow refuses is split in two."""
         try:
-            out.append((idx, self._parse(pick(values, idx))))
+            out.append((idx, self._parse(pick(values, idx), blob)))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             if len(idx) == 1:
-                bad.append((int(idx[0]), self.explain(values[int(idx[0])], str(exc))))
+                at = int(idx[0])
+                bad.append(
+                    (at, "not_one_object" if isinstance(exc, FramingError) else self.explain(values[at], str(exc)))
+                )
                 return
             mid = len(idx) // 2
             self._parse_bisect(values, idx[:mid], out, bad)
@@ -153,7 +242,7 @@ class BatchValidator:
         except orjson.JSONDecodeError:
             return "not_json"
         if not isinstance(obj, dict):
-            return "not_object"
+            return f"not_object:{_JSON_KINDS.get(type(obj), 'other')}"
         for name, spec in self._fields.items():
             v = obj.get(name)
             if v is None:
@@ -161,15 +250,13 @@ class BatchValidator:
             if pa.types.is_timestamp(spec.arrow):
                 if not isinstance(v, str):
                     return f"wrong_type:{name}"
-                try:
-                    datetime.fromisoformat(v)
-                except ValueError:
-                    return f"bad_timestamp:{name}"
             elif pa.types.is_floating(spec.arrow) or pa.types.is_integer(spec.arrow):
                 if isinstance(v, bool) or not isinstance(v, int | float):
                     return f"wrong_type:{name}"
                 if pa.types.is_integer(spec.arrow) and not isinstance(v, int):
                     return f"wrong_type:{name}"
+                if pa.types.is_integer(spec.arrow) and not -(2**63) <= v < 2**63:
+                    return f"out_of_range:{name}"
             elif pa.types.is_list(spec.arrow):
                 if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                     return f"wrong_type:{name}"
@@ -180,7 +267,13 @@ class BatchValidator:
         return f"unparseable:{arrow_error.splitlines()[0][:120]}"
 
     # -- proving a batch clean from its Python values ---------------------------------------------
-    def proves_clean(self, messages: Sequence[Any], values: Sequence[bytes], keys: Sequence[bytes | None]) -> bool:
+    def proves_clean(
+        self,
+        messages: Sequence[Any],
+        values: Sequence[bytes],
+        keys: Sequence[bytes | None],
+        now_ms: int | None = None,
+    ) -> bool:
         """True only when check() on `values` (the messages' JSON encodings) would accept every one of them.
 
         For a producer, which holds the Python values it encoded: converting those to typed columns
@@ -189,6 +282,7 @@ class BatchValidator:
         else (bools, which Arrow would take as numbers here, floats in integer fields, strings in
         list fields, non-finite floats, which JSON makes null, and anything but str, int, float,
         list and None). False says nothing: check() decides, so verdicts and reasons are check()'s.
+        now_ms stands for the Kafka timestamp the messages will get (the wall clock when queued).
         """
         if not messages:
             return True
@@ -217,14 +311,16 @@ class BatchValidator:
                     return False  # other items: Arrow takes bytes as strings, where JSON gets base64
                 arrays.append(pa.array(column, arrow))
             for i, f in enumerate(self.schema.fields, start=1):
-                if pa.types.is_timestamp(f.arrow):
-                    arrays[i] = pc.cast(arrays[i], f.arrow)  # Arrow's ISO-8601 parser, as for JSON; a zone required
-                elif pa.types.is_floating(f.arrow) and not pc.all(pc.is_finite(arrays[i]), min_count=0).as_py():
+                if pa.types.is_floating(f.arrow) and not pc.all(pc.is_finite(arrays[i]), min_count=0).as_py():
                     return False
         except (TypeError, OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
             return False
         arrays.append(pa.nulls(len(messages), TIMESTAMP))  # watermark_ts
-        return not self._check_values(pa.Table.from_arrays(arrays, schema=self.parse_schema), keys)
+        typed, ts_reasons = self._typed(pa.Table.from_arrays(arrays, schema=self.parse_schema))
+        if ts_reasons:
+            return False
+        stamp = int(time.time() * 1000) if now_ms is None else now_ms
+        return not self._check_values(typed, {}, keys, np.full(len(messages), stamp, dtype=np.int64))
 
     # -- checking ---------------------------------------------------------------------------------
     def check(
@@ -233,12 +329,14 @@ class BatchValidator:
         keys: Sequence[bytes | None],
         partitions: np.ndarray,
         offsets: np.ndarray,
-        timestamps_ms: Indexed,
+        timestamps_ms: np.ndarray,
         rows: bool = True,
     ) -> CheckedBatch:
         """Check a batch's values against the contract; a batch Arrow refused is bisected to its bad messages.
 
-        rows=False leaves CheckedBatch.valid empty, for a caller that only needs the verdicts.
+        timestamps_ms are the Kafka records' own timestamps (<= 0: none), against which event and fetch
+        times must be plausible. rows=False leaves CheckedBatch.valid empty, for a caller that only
+        needs the verdicts.
         """
         n = len(values)
         reasons: list[str | None] = [None] * n
@@ -248,11 +346,17 @@ class BatchValidator:
         unparseable = (sizes == 0) | (sizes > self.schema.max_bytes)
         for at in np.flatnonzero(unparseable).tolist():
             reasons[at] = "empty_message" if sizes[at] == 0 else "oversized"
-        parseable = np.flatnonzero(~unparseable) if unparseable.any() else np.arange(n, dtype=np.int64)
+        blob = b"\n".join(vals)
+        for at in _suspects(vals, sizes, blob).tolist():
+            if not unparseable[at] and (why := screen(vals[at])) is not None:
+                reasons[at] = why  # never handed to Arrow: it could crash it
+                unparseable[at] = True
+        clean = not unparseable.any()
+        parseable = np.arange(n, dtype=np.int64) if clean else np.flatnonzero(~unparseable)
         pieces: list[tuple[np.ndarray, pa.Table]] = []
         bad: list[tuple[int, str]] = []
         if len(parseable):
-            self._parse_bisect(vals, parseable, pieces, bad)
+            self._parse_bisect(vals, parseable, pieces, bad, blob if clean else None)
         for i, reason in bad:
             reasons[i] = reason
         if pieces:
@@ -261,7 +365,9 @@ class BatchValidator:
         else:
             idx = np.zeros(0, dtype=np.int64)
             table = self.parse_schema.empty_table()
-        row_reasons = self._check_values(table, pick(keys, idx))
+        table, ts_reasons = self._typed(table)
+        stamps = np.asarray(timestamps_ms, dtype=np.int64)
+        row_reasons = self._check_values(table, ts_reasons, pick(keys, idx), stamps[idx] if len(stamps) else stamps)
         watermarks: list[Watermark] = []
         is_mark = np.zeros(len(idx), dtype=bool)
         if len(idx):
@@ -294,19 +400,48 @@ class BatchValidator:
         ]
         return CheckedBatch(valid=valid, rejects=rejects, watermarks=watermarks)
 
-    def _check_values(self, table: pa.Table, keys: Sequence[bytes | None]) -> dict[int, str]:
+    def _typed(self, table: pa.Table) -> tuple[pa.Table, dict[int, str]]:
+        """Timestamp strings cast to the contract's type; row -> reason for those that are not timestamps.
+
+        The cast needs a UTC offset, so naive and date-only times fail here (the JSON reader would
+        have taken them as UTC). A failing cast is bisected to its bad rows (rare), then named.
+        """
+        reasons: dict[int, str] = {}
+        for name in self._ts_fields:
+            at = table.schema.get_field_index(name)
+            col = table.column(at)
+            try:
+                typed = pc.cast(col, TIMESTAMP)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                strings = col.combine_chunks()
+                bad = _bad_casts(strings, 0, len(strings))
+                for j in bad:
+                    reasons.setdefault(j, _timestamp_reason(strings[j].as_py(), name))
+                keep = np.ones(len(strings), dtype=bool)
+                keep[bad] = False
+                typed = pc.cast(pc.if_else(pa.array(keep), strings, pa.nulls(len(strings), pa.string())), TIMESTAMP)
+            table = table.set_column(at, pa.field(name, TIMESTAMP), typed)
+        return table, reasons
+
+    def _check_values(
+        self, table: pa.Table, ts_reasons: dict[int, str], keys: Sequence[bytes | None], stamps_ms: np.ndarray
+    ) -> dict[int, str]:
         """Row index -> the first rule it breaks, for rows Arrow could parse."""
-        rules = self._rules(table, keys)
+        rules = self._rules(table, keys, stamps_ms)
         # The usual batch breaks no rule: one combined test, and the rows are looked at only if it fails.
         broken = rules[0][0]
         for mask, _ in rules[1:]:
             broken = pc.or_kleene(broken, mask)
         found: dict[int, str] = {}
-        if not pc.any(broken).as_py():  # nulls (a rule that does not apply) count as not broken
+        if not ts_reasons and not pc.any(broken).as_py():  # nulls (a rule that does not apply): not broken
             return found
         for mask, reason in rules:
             for j in np.flatnonzero(pc.fill_null(mask, False).to_numpy(zero_copy_only=False)).tolist():
                 found.setdefault(j, reason)
+        for j, reason in ts_reasons.items():
+            # A timestamp that is not one is named as such, unless the message is not of this contract at all.
+            if found.get(j) not in ("missing_field:schema", "wrong_schema"):
+                found[j] = reason
         schema_col = table["schema"]
         for j, reason in found.items():
             if reason == "wrong_schema":
@@ -314,7 +449,7 @@ class BatchValidator:
                 found[j] = f"wrong_topic:{name}" if name in SCHEMAS else f"unknown_schema:{name}"[:80]
         return found
 
-    def _rules(self, table: pa.Table, keys: Sequence[bytes | None]) -> list[tuple[Any, str]]:
+    def _rules(self, table: pa.Table, keys: Sequence[bytes | None], stamps_ms: np.ndarray) -> list[tuple[Any, str]]:
         """(mask of the rows that break it, reason) for every rule, in order of precedence."""
         schema_col = table["schema"]
         # A column without nulls breaks no missing_field rule: those masks are left out (fewer kernel calls).
@@ -336,6 +471,8 @@ class BatchValidator:
             symbols = table["symbol"]
             rules.append((pc.invert(pc.match_substring_regex(symbols, SYMBOL_PATTERN)), "bad_symbol"))
             key_col = pa.array(keys, pa.binary())
+            if key_col.null_count:
+                rules.append((pc.is_null(key_col), "missing_key"))  # the key is the symbol: partitioning needs it
             mismatch = pc.and_(pc.is_valid(key_col), pc.not_equal(key_col, pc.cast(symbols, pa.binary())))
             rules.append((mismatch, "key_mismatch"))
         for f in self.schema.fields:
@@ -346,13 +483,23 @@ class BatchValidator:
                 rules.append((pc.less_equal(col, 0), f"non_positive:{f.name}"))
             if f.non_negative:
                 rules.append((pc.less(col, 0), f"negative:{f.name}"))
+            if f.max_abs is not None:
+                rules.append((pc.greater(pc.abs(col), f.max_abs), f"out_of_range:{f.name}"))
         event = table[self.schema.event_ts]
         earliest = pa.scalar(EARLIEST_EVENT, TIMESTAMP)
-        rules.append((pc.less(event, earliest), f"ts_too_old:{self.schema.event_ts}"))
+        skew = pa.scalar(MAX_FUTURE_SKEW_S * 1_000_000, pa.duration("us"))
         if "fetched_at" in table.column_names:
-            limit = pc.add(table["fetched_at"], pa.scalar(MAX_FUTURE_SKEW_S * 1_000_000, pa.duration("us")))
-            rules.append((pc.greater(event, limit), f"ts_in_future:{self.schema.event_ts}"))
-            rules.append((pc.less(table["fetched_at"], earliest), "ts_too_old:fetched_at"))
+            fetched = table["fetched_at"]
+            # Fetch time first: a wrong one would make every event-time verdict point at the wrong field.
+            rules.append((pc.less(fetched, earliest), "ts_too_old:fetched_at"))
+            if len(stamps_ms):
+                # Against the Kafka record's own timestamp: the same verdict on every restart, unlike now().
+                limit_us = stamps_ms * 1000 + MAX_FUTURE_SKEW_S * 1_000_000
+                record_limit = pa.array(limit_us, TIMESTAMP, mask=stamps_ms <= 0)
+                rules.append((pc.greater(fetched, record_limit), "ts_in_future:fetched_at"))
+                rules.append((pc.greater(event, record_limit), f"ts_in_future:{self.schema.event_ts}"))
+            rules.append((pc.greater(event, pc.add(fetched, skew)), f"ts_in_future:{self.schema.event_ts}"))
+        rules.append((pc.less(event, earliest), f"ts_too_old:{self.schema.event_ts}"))
         if "day_low" in table.column_names:
             rules.append((pc.greater(table["day_low"], table["day_high"]), "inconsistent_range:day_low>day_high"))
         return rules

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -36,14 +37,34 @@ GOOD = {
 
 def quote(**changes: object) -> bytes:
     body = {**GOOD, **changes}
-    return orjson.dumps({k: v for k, v in body.items() if v != "<drop>"})
+    # json, not orjson: it writes integers beyond 64 bits, as a hostile producer could.
+    return json.dumps({k: v for k, v in body.items() if v != "<drop>"}, separators=(",", ":")).encode()
 
 
-# (value, key, expected reason): at least 15 kinds of malformed message.
-MALFORMED: list[tuple[bytes | None, bytes, str]] = [
+# (value, key, expected reason): every kind of malformed message, each named for what is wrong with it.
+MALFORMED: list[tuple[bytes | None, bytes | None, str]] = [
+    # First: a year-2099 quote would open a record-time window that holds every later quote back.
+    (quote(quote_ts="2099-01-01T00:00:00Z", fetched_at="2099-01-01T00:00:00Z"), b"AAPL", "ts_in_future:fetched_at"),
+    (quote(quote_ts="2099-01-01T00:00:00Z"), b"AAPL", "ts_in_future:quote_ts"),
+    (quote(fetched_at="1980-01-01T00:00:00Z"), b"AAPL", "ts_too_old:fetched_at"),
+    (b"null", b"AAPL", "not_object:null"),
+    (b" \t null", b"AAPL", "not_object:null"),
+    (b"true", b"AAPL", "not_object:boolean"),
+    (b"12", b"AAPL", "not_object:number"),
     (b"this is not json", b"AAPL", "not_json"),
-    (b"\xff\xfe\x00garbage", b"AAPL", "not_json"),
-    (b"[1, 2, 3]", b"AAPL", "not_object"),
+    (b"\xff\xfe\x00garbage", b"AAPL", "not_utf8"),
+    (quote(source="cafe").replace(b"cafe", b"caf\xe9"), b"AAPL", "not_utf8"),  # valid but for one Latin-1 byte
+    (b"\xef\xbb\xbf" + quote(), b"AAPL", "utf8_bom"),
+    (b"  \n ", b"AAPL", "empty_message"),
+    (quote() + b" " + quote(), b"AAPL", "not_one_object"),
+    (quote() + b"\nnull", b"AAPL", "not_one_object"),
+    (b"[1, 2, 3]", b"AAPL", "not_object:array"),
+    (quote(quote_ts="2025-11-28T15:00:00"), b"AAPL", "naive_timestamp:quote_ts"),
+    (quote(quote_ts="2025-11-28"), b"AAPL", "date_only:quote_ts"),
+    (quote(fetched_at="2025-11-28T15:00:01"), b"AAPL", "naive_timestamp:fetched_at"),
+    (quote(), None, "missing_key"),
+    (quote(price=2**70), b"AAPL", "out_of_range:price"),
+    (quote(change_pct=2**70), b"AAPL", "out_of_range:change_pct"),
     (quote(price="190.0"), b"AAPL", "wrong_type:price"),
     (quote(price=True), b"AAPL", "wrong_type:price"),
     (quote(price=-3.5), b"AAPL", "non_positive:price"),
@@ -72,10 +93,11 @@ def test_malformed_messages_go_to_the_dlq_with_reasons_and_the_rest_flows(
     kafka_topics: KafkaSettings, file_lake: LakeSettings, lake_reader: Reader
 ) -> None:
     producer = Producer({"bootstrap.servers": kafka_topics.bootstrap_servers})
-    # Interleave: every bad message sits between good ones of the same partition (key AAPL).
+    # Interleave: every bad message sits between good ones of the same partition (key AAPL), the
+    # 2099 quote first of all.
     for i, (value, key, _reason) in enumerate(MALFORMED):
-        producer.produce(kafka_topics.topic_quotes, quote(quote_ts=f"2025-11-28T15:{i:02d}:00Z"), key=b"AAPL")
         producer.produce(kafka_topics.topic_quotes, value, key=key)
+        producer.produce(kafka_topics.topic_quotes, quote(quote_ts=f"2025-11-28T15:{i:02d}:00Z"), key=b"AAPL")
     trade = {
         "schema": "trade.v1",
         "symbol": "AAPL",

@@ -138,7 +138,7 @@ def test_a_trade_trap_is_never_proved_while_check_refuses_it(changes: dict[str, 
 def test_messages_that_are_not_dicts_are_left_to_check() -> None:
     proved, reasons = verdicts(QUOTE_V1, [GOOD_QUOTE, [1, 2, 3]])
     assert not proved
-    assert reasons == ["not_object"]
+    assert reasons == ["not_object:array"]
 
 
 # Anything a buggy builder might put in a field.
