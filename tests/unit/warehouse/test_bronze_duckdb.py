@@ -16,13 +16,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stockpipe.batch import jobs
+from stockpipe.batch.settings import HistorySettings
 from stockpipe.bench import lakegen
 from stockpipe.contracts.bars import daily_bars_table
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.lake.layout import StreamObject, daily_bar_key
 from stockpipe.lake.store import Lake
+from stockpipe.marketdata import calendar
+from stockpipe.marketdata.history import SyntheticHistory
+from stockpipe.marketdata.ratelimit import RateBudget
 from stockpipe.marketdata.synthetic import SyntheticMarket
-from stockpipe.settings import LakeSettings
+from stockpipe.settings import LakeSettings, load_settings
 from stockpipe.warehouse import ddl
 from stockpipe.warehouse.datasets import Dataset
 from stockpipe.warehouse.duckdb_target import DuckDBTarget, ParquetScanReader
@@ -231,3 +236,30 @@ def test_schema_is_versioned_and_newer_warehouses_are_refused(lake: Lake, tmp_pa
         )
     with DuckDBTarget(path, lake) as target, pytest.raises(ddl.SchemaVersionError, match="upgrade stockpipe"):
         BronzeLoader(lake, target).run()
+
+
+def test_a_lake_with_both_daily_bar_layouts_gives_one_row_per_symbol_and_day(lake: Lake, tmp_path: Path) -> None:
+    # An older lake: one object per symbol and day, for December...
+    december = calendar.sessions_between(date(2024, 12, 2), date(2024, 12, 31))
+    old_keys = lakegen.write_daily_bars(lake, SyntheticMarket(), SYMBOLS, december)
+    # ...then the history jobs of today's layout over a range that overlaps it (and a gap filled later).
+    settings = load_settings(HistorySettings, lake=lake.settings, history_symbols=SYMBOLS)
+    provider = SyntheticHistory(RateBudget(per_minute=100_000, per_second=100_000))
+    backfill = jobs.backfill(settings, date(2024, 12, 16), date(2025, 1, 10), refetch=True, provider=provider)
+    daily = jobs.daily(settings, date(2025, 1, 13), provider=provider)
+    assert (backfill.objects_written, daily.objects_written) == (1, 1)
+    january = calendar.sessions_between(date(2025, 1, 2), date(2025, 1, 13))
+    expected = {(s, d) for s in SYMBOLS for d in [*december, *january]}
+
+    with DuckDBTarget(tmp_path / "wh.duckdb", lake) as target:
+        report = BronzeLoader(lake, target).run()
+        assert report.loaded_objects == len(old_keys) + 2
+        rows = target.conn.execute("SELECT symbol, date FROM bronze.daily_bars").fetchall()
+        assert len(rows) == len(set(rows))  # exactly one row per (symbol, date)
+        assert set(rows) == expected
+        # Where both layouts hold a bar, bronze has one of them, with the same prices (same market).
+        both = target.conn.execute(
+            "SELECT count(*) FROM bronze.daily_bars WHERE date BETWEEN DATE '2024-12-16' AND DATE '2024-12-31'"
+        ).fetchone()
+        assert both == (len(SYMBOLS) * len([d for d in december if d >= date(2024, 12, 16)]),)
+        assert BronzeLoader(lake, target).run().loaded_objects == 0
