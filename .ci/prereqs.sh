@@ -16,6 +16,16 @@ if ! command -v kcat >/dev/null 2>&1; then
     missing+=("kcat: the benchmark baseline (Debian/Ubuntu: sudo apt-get install kcat; macOS: brew install kcat)")
   fi
 fi
+# Docker engine (Debian's docker.io: dockerd, containerd, runc) and debootstrap for `make images` and the
+# image tests; optional off CI (those tests then skip, saying so).
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing docker.io and debootstrap (Debian packages) ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null
+  else
+    echo "note: no dockerd/debootstrap: make images and tests/images need them (sudo apt-get install docker.io debootstrap)" >&2
+  fi
+fi
 java_major=$(java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]}' || true)
 if [ -n "${java_major:-}" ] && [ "$java_major" -lt 17 ]; then missing+=("java: Kafka 4 needs Java 17+, found $java_major"); fi
 if [ ${#missing[@]} -gt 0 ]; then
