@@ -37,6 +37,12 @@ def _env(kafka_bootstrap: str, topics: dict[str, str], lake: LakeSettings) -> di
     }
 
 
+def _probe(env: dict[str, str], timeout_s: int) -> subprocess.CompletedProcess[str]:
+    """`stockpipe probe` as the helm test pod runs it (no watchlist: no API server here)."""
+    argv = [sys.executable, "-m", "stockpipe.cli", "probe", "--timeout", str(timeout_s)]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout_s + 120, check=False)
+
+
 def test_probe_finds_its_quote_in_the_lake(kafka_broker: KafkaBroker, s3_lake: LakeSettings, tmp_path: Path) -> None:
     name = uuid.uuid4().hex[:8]
     kafka = isolated_topics(kafka_broker.bootstrap, f"probe-{name}")
@@ -54,14 +60,7 @@ def test_probe_finds_its_quote_in_the_lake(kafka_broker: KafkaBroker, s3_lake: L
             [sys.executable, "-m", "stockpipe.cli", "consumer"], env=consumer_env, stdout=out, stderr=out
         )
     try:
-        probe = subprocess.run(
-            [sys.executable, "-m", "stockpipe.cli", "probe", "--timeout", "120"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        probe = _probe(env, timeout_s=120)
     finally:
         consumer.send_signal(signal.SIGTERM)
         consumer.wait(60)
@@ -73,14 +72,7 @@ def test_probe_finds_its_quote_in_the_lake(kafka_broker: KafkaBroker, s3_lake: L
 def test_probe_fails_with_a_clear_line_when_no_consumer_runs(kafka_broker: KafkaBroker, s3_lake: LakeSettings) -> None:
     kafka = isolated_topics(kafka_broker.bootstrap, f"probe-{uuid.uuid4().hex[:8]}")
     env = _env(kafka.bootstrap_servers, {"quotes": kafka.topic_quotes}, s3_lake)
-    probe = subprocess.run(
-        [sys.executable, "-m", "stockpipe.cli", "probe", "--timeout", "5"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    probe = _probe(env, timeout_s=5)
     assert probe.returncode == 1
     assert "probe failed: no lake object holds the probe quote" in probe.stderr
     assert "is the consumer running" in probe.stderr

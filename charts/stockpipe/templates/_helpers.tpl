@@ -41,6 +41,21 @@ helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace 
 {{- end }}
 {{- end }}
 
+{{/* Liveness and readiness on one HTTP endpoint: (dict "path" "/healthz" "port" "metrics" "liveDelay" 20 "readyDelay" 5). */}}
+{{- define "stockpipe.httpProbes" -}}
+livenessProbe:
+  httpGet: {path: {{ .path }}, port: {{ .port }}}
+  initialDelaySeconds: {{ .liveDelay }}
+  periodSeconds: 20
+  timeoutSeconds: 5
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: {{ .path }}, port: {{ .port }}}
+  initialDelaySeconds: {{ .readyDelay }}
+  periodSeconds: 10
+  timeoutSeconds: 5
+{{- end }}
+
 {{/* Image reference: (list $ "stockpipe"). */}}
 {{- define "stockpipe.image" -}}
 {{- $image := index (index . 0).Values.images (index . 1) }}
