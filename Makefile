@@ -72,6 +72,10 @@ services-down:  ## stop them
 services-status:
 	$(BIN)/stockpipe services status
 
+.PHONY: images
+images: setup  ## build the four images (stockpipe, stockpipe-jobs, stockpipe-airflow, stockpipe-dashboard :dev) with the local Docker engine
+	$(BIN)/python -m stockpipe.localservices.imagebuild
+
 clean:  ## remove the venv and local state (the download cache stays)
 	-$(BIN)/stockpipe services down
 	rm -rf $(VENV) .lake .warehouse .bench .pytest_cache .mypy_cache .ruff_cache
