@@ -6,7 +6,10 @@ import json
 import logging
 import re
 import sys
+import threading
+import traceback
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 # Finnhub (and other HTTP APIs) carry the key in the query string; never let it reach a log line.
@@ -46,7 +49,9 @@ class JsonFormatter(logging.Formatter):
 
 
 class RedactingFilter(logging.Filter):
-    """Masks secrets in records that other formatters (rich, Airflow) render."""
+    """Masks secrets in records that other formatters (rich, Airflow) render: message, traceback, stack."""
+
+    _render = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -54,7 +59,34 @@ class RedactingFilter(logging.Filter):
         except (TypeError, ValueError):
             message = f"{record.msg} {record.args}"
         record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            # Formatters print exc_text when it is set: the traceback (URLs in exception messages) redacted.
+            record.exc_text = self._render.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """Plain text for a terminal, the whole rendered record redacted (tracebacks included)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def _redacting_excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """An uncaught exception's traceback, redacted, on stderr (the default hook would print the raw one)."""
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))
+
+
+def _redacting_thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread else "?"
+    text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+    sys.stderr.write(redact(f"Exception in thread {name}:\n{text}"))
 
 
 def setup_logging(level: str = "INFO", json_logs: bool | None = None) -> None:
@@ -65,11 +97,13 @@ def setup_logging(level: str = "INFO", json_logs: bool | None = None) -> None:
     if json_logs:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    sys.excepthook = _redacting_excepthook
+    threading.excepthook = _redacting_thread_excepthook
     # Libraries that log full request URLs (with the Finnhub token) at DEBUG.
     for noisy in ("urllib3", "botocore", "s3fs", "aiobotocore", "fsspec"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
