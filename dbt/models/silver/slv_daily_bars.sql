@@ -23,6 +23,15 @@ select
     cast(latest.low as double) as low_price,
     cast(latest.close as double) as close_price,
     cast(latest.volume as bigint) as volume,
+    -- The provider's adjusted bar, as of its fetch (reference only: gold derives its own from the actions).
+    cast(latest.adj_open as double) as provider_adj_open,
+    cast(latest.adj_high as double) as provider_adj_high,
+    cast(latest.adj_low as double) as provider_adj_low,
+    cast(latest.adj_close as double) as provider_adj_close,
+    cast(latest.adj_volume as double) as provider_adj_volume,
+    -- No adjustment data (Finnhub candles, bars loaded before it existed): no split, no dividend.
+    cast(coalesce(latest.split_factor, 1) as double) as split_factor,
+    cast(coalesce(latest.dividend_cash, 0) as double) as dividend_cash,
     cast(lower(latest.source) as varchar) as data_source,
     latest.fetched_at,
     latest.source_file,

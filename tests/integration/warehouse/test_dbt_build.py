@@ -17,18 +17,22 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from stockpipe.batch import jobs
+from stockpipe.batch.settings import HistorySettings
 from stockpipe.bench import lakegen
 from stockpipe.contracts.bars import DAILY_BAR_SCHEMA
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.lake.layout import StreamObject, daily_bar_key
 from stockpipe.marketdata import calendar
-from stockpipe.settings import LakeSettings
+from stockpipe.marketdata.history.synthetic_history import synthetic_bars
+from stockpipe.marketdata.synthetic import SyntheticMarket
+from stockpipe.settings import LakeSettings, load_settings
 from stockpipe.stream.lakewriter import parquet_bytes
 from stockpipe.warehouse.cli import load_app
 from stockpipe.warehouse.dbt_runner import run_dbt
 from stockpipe.warehouse.settings import WarehouseSettings, WarehouseTargetSettings
 
-from .conftest import SESSION, SyntheticLake, write_synthetic_lake
+from .conftest import BARS_FROM, BARS_TO, SESSION, SyntheticLake, write_synthetic_lake
 
 REPO = Path(__file__).resolve().parents[3]
 # Freshness is measured at a fixed instant, so that two builds of the same data are identical.
@@ -91,7 +95,7 @@ def test_dbt_build_passes_every_test_and_a_rerun_changes_nothing(
     kinds = {r["unique_id"].split(".")[0] for r in results}
     assert kinds == {"model", "seed", "test", "unit_test"}
     assert [r["unique_id"] for r in results if r["status"] not in ("success", "pass")] == []
-    assert sum(1 for r in results if r["unique_id"].startswith("unit_test.")) == 7
+    assert sum(1 for r in results if r["unique_id"].startswith("unit_test.")) == 11
 
     rows = local_lake.rows
     assert scalar(warehouse_env, "SELECT count(*) FROM gold.fct_daily_bars") == rows["daily_bars"]
@@ -126,7 +130,7 @@ def test_an_incremental_build_after_a_new_session_equals_a_full_rebuild(
     built = {r["unique_id"].split(".")[-1] for r in run_results(tmp_path) if r["unique_id"].startswith("model.")}
     assert built == {
         "slv_daily_bars", "slv_quotes", "slv_trades", "dim_symbol", "fct_daily_bars", "fct_quotes", "fct_trades",
-        "mart_symbol_daily", "mart_intraday_range",
+        "fct_corporate_actions", "mart_symbol_daily", "mart_intraday_range",
     }  # fmt: skip
     incremental = snapshot(warehouse_env)
     assert (
@@ -174,7 +178,7 @@ def test_a_plain_build_after_a_new_session_and_a_restated_bar_equals_a_full_rebu
     build_as_of = ["--as-of", "2025-01-14T07:00:00-05:00"]
     build(*build_as_of)
     models = [r for r in run_results(tmp_path) if r["unique_id"].startswith("model.")]
-    assert len(models) == 13
+    assert len(models) == 14
     assert {r["status"] for r in run_results(tmp_path)} <= {"success", "pass"}
     incremental = snapshot(warehouse_env)
     msft_2025 = "FROM gold.mart_symbol_daily WHERE symbol = 'MSFT' AND session_date > '2024-12-31'"
@@ -281,3 +285,120 @@ def test_source_freshness_runs_on_the_market_clock(
     # The quote's age is open-market time only: never more than the seconds since it was written.
     quotes = next(r for r in sources if r["unique_id"].endswith(".quotes"))
     assert quotes["max_loaded_at_time_ago_in_s"] <= (datetime.now(UTC) - now).total_seconds() + 1
+
+
+# Seed 11's NSR: a 10:1 split going ex on 2024-10-14 and dividends going ex on 2024-08-26 and 2024-11-11.
+SPLITTER = "NSR"
+SPLIT_DAY = date(2024, 10, 14)
+
+
+def set_split_factor(lake: SyntheticLake, day: date, symbol: str, split_factor: float) -> None:
+    """The vendor's bar of `day` with another split factor (the same raw prices)."""
+    key = daily_bar_key(day, symbol)
+    bar = pq.read_table(pa.BufferReader(lake.lake.read(key))).to_pylist()[0]
+    bar["split_factor"] = split_factor
+    lake.lake.write_atomic(key, parquet_bytes(pa.Table.from_pylist([bar], schema=DAILY_BAR_SCHEMA)))
+
+
+def rows(path: Path, sql: str) -> list[dict[str, Any]]:
+    with duckdb.connect(str(path), read_only=True) as conn:
+        cursor = conn.execute(sql)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def test_a_split_that_arrives_after_the_marts_were_built_restates_them(
+    tmp_path: Path, warehouse_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Total return through a 10:1 split and two dividends; the split first arrives missing, then restated.
+
+    The split day's return is the true one (close * 10 / previous close - 1), an ex-date's is the
+    total return ((close + dividend) / previous close - 1), volatility and moving averages show no
+    step, and the plain incremental build after the late split equals a full rebuild.
+    """
+    market = SyntheticMarket(seed=11)
+    actions = {(a.ex_date, a.kind): a.value for a in market.corporate_actions(SPLITTER, BARS_FROM, BARS_TO)}
+    assert sorted(actions) == [
+        (date(2024, 8, 26), "dividend"), (SPLIT_DAY, "split"), (date(2024, 11, 11), "dividend")
+    ]  # fmt: skip
+    assert actions[(SPLIT_DAY, "split")] == 10.0
+    lake = write_synthetic_lake(LakeSettings(url=f"file://{tmp_path / 'lake'}"), symbols=[SPLITTER, "MSFT"])
+    set_split_factor(lake, SPLIT_DAY, SPLITTER, 1.0)  # the vendor's first bar of the day misses the split
+    load(lake, monkeypatch)
+    build_as_of = ["--as-of", "2025-01-14T07:00:00-05:00"]
+    build(*build_as_of)
+    mart = f"FROM gold.mart_symbol_daily WHERE symbol = '{SPLITTER}'"
+    assert scalar(warehouse_env, f"SELECT daily_return {mart} AND session_date = '{SPLIT_DAY}'") < -0.85
+
+    set_split_factor(lake, SPLIT_DAY, SPLITTER, 10.0)  # the split arrives
+    assert load(lake, monkeypatch)["rows"]["daily_bars"] == 1
+    build(*build_as_of)
+    assert {r["status"] for r in run_results(tmp_path)} <= {"success", "pass"}
+    series = rows(warehouse_env, f"SELECT * {mart} ORDER BY session_date")
+    by_day = {r["session_date"]: r for r in series}
+    split_row = by_day[SPLIT_DAY]
+    assert split_row["split_factor"] == 10.0
+    assert split_row["daily_return"] == round(split_row["close_price"] * 10 / split_row["prev_close_price"] - 1, 6)
+    for (day, kind), cash in actions.items():
+        if kind == "dividend":
+            row = by_day[day]
+            assert row["dividend_cash"] == cash
+            total_return = (row["close_price"] + cash) / row["prev_close_price"] - 1
+            assert row["daily_return"] == pytest.approx(total_return, abs=2e-6)
+    # No step anywhere: the synthetic market moves a few percent a day at most.
+    assert max(abs(r["daily_return"] or 0.0) for r in series) < 0.1
+    assert max(r["volatility_30"] or 0.0 for r in series) < 1.0
+    for column in ("ma_7", "ma_30", "ma_90"):
+        ratios = [r[column] / r["adj_close_price"] for r in series if r[column] is not None]
+        assert ratios, column
+        assert 0.8 < min(ratios) <= max(ratios) < 1.25, column
+    # The raw close is kept: before the split it is ten times (and a dividend more) the adjusted one.
+    before = by_day[date(2024, 10, 1)]
+    assert 10.0 < before["close_price"] / before["adj_close_price"] < 10.2
+    # Year-to-date total return, based on the restated (adjusted) last close of 2024.
+    last = by_day[BARS_TO]
+    assert last["ytd_return"] == round(last["adj_close_price"] / last["prior_year_adj_close_price"] - 1, 6)
+    # The restated adjusted history is what the provider serves for a fetch of the whole range.
+    provider = {b.day: b.adj_close for b in synthetic_bars(market, SPLITTER, BARS_FROM, BARS_TO)}
+    fct = rows(warehouse_env, f"SELECT session_date, adj_close FROM gold.fct_daily_bars WHERE symbol = '{SPLITTER}'")
+    assert {r["session_date"]: pytest.approx(provider[r["session_date"]], abs=2e-6) for r in fct} == {
+        r["session_date"]: r["adj_close"] for r in fct
+    }
+    assert rows(warehouse_env, "SELECT symbol, ex_date, kind FROM gold.fct_corporate_actions ORDER BY ex_date") == [
+        {"symbol": SPLITTER, "ex_date": day, "kind": kind} for day, kind in sorted(actions)
+    ]
+
+    incremental = snapshot(warehouse_env)
+    copy = tmp_path / "full" / "stockpipe.duckdb"
+    copy.parent.mkdir()
+    shutil.copyfile(warehouse_env, copy)
+    monkeypatch.setenv("STOCKPIPE_WAREHOUSE__DUCKDB_PATH", str(copy))
+    build("--full-refresh", *build_as_of)
+    assert snapshot(copy) == incremental
+
+
+def test_a_backfill_from_2005_builds_gold_with_every_test_passing(
+    tmp_path: Path, warehouse_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Twenty years of two symbols (a split, dividends) through the history job, bronze and dbt."""
+    lake = LakeSettings(url=f"file://{tmp_path / 'lake'}")
+    settings = load_settings(
+        HistorySettings, lake=lake, history_symbols=["MSFT", SPLITTER], history_budget_per_minute=60_000,
+        synthetic_seed=11,
+    )  # fmt: skip
+    start, end = date(2005, 1, 3), date(2025, 1, 10)
+    summary = jobs.backfill(settings, start, end)
+    assert summary.ok, summary.to_dict()
+    monkeypatch.setenv("STOCKPIPE_LAKE__URL", lake.url)
+    loaded = CliRunner().invoke(load_app, ["bronze"])
+    assert loaded.exit_code == 0, loaded.output
+    build()
+    results = run_results(tmp_path)
+    assert [r["unique_id"] for r in results if r["status"] not in ("success", "pass")] == []
+    sessions = len(calendar.sessions_between(start, end))
+    assert scalar(warehouse_env, "SELECT count(*) FROM gold.mart_symbol_daily") == 2 * sessions
+    assert scalar(warehouse_env, "SELECT min(session_date) FROM gold.fct_daily_bars") == start
+    splits = rows(warehouse_env, "SELECT symbol, ex_date, ratio FROM gold.fct_corporate_actions WHERE kind = 'split'")
+    assert {"symbol": "MSFT", "ex_date": date(2017, 7, 17), "ratio": 3.0} in splits
+    assert scalar(warehouse_env, "SELECT count(*) FROM gold.fct_corporate_actions WHERE kind = 'dividend'") > 20
+    assert scalar(warehouse_env, "SELECT max(abs(daily_return)) FROM gold.mart_symbol_daily") < 0.1

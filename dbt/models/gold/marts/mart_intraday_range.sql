@@ -1,7 +1,9 @@
 {#-
   Per symbol and session, from the latest quote of the session: where the price, the day's high and
   the day's low stand against the previous close (the previous session's daily bar when we have it,
-  else the quote's own prev_close). Incremental: sessions with new quotes are recomputed whole.
+  else the quote's own prev_close). Incremental: sessions with new quotes are recomputed whole, and
+  so are the sessions after a bar that arrived late or was corrected (their reference close moved);
+  loaded_at is the newest load of the quotes and of that bar, so the next run starts after both.
 -#}
 {{
     config(
@@ -18,6 +20,16 @@ with touched as (
         fct_quotes.session_date
     from {{ ref('fct_quotes') }} as fct_quotes
     where {{ new_since_last_run('fct_quotes.loaded_at') }}
+    {%- if is_incremental() %}
+        union
+        select
+            fct_daily_bars.symbol,
+            following_day.date_day as session_date
+        from {{ ref('fct_daily_bars') }} as fct_daily_bars
+        inner join {{ ref('dim_date') }} as following_day
+            on fct_daily_bars.session_date = following_day.previous_session_date
+        where {{ new_since_last_run('fct_daily_bars.loaded_at') }}
+    {%- endif %}
 ),
 
 session_quotes as (
@@ -56,7 +68,10 @@ latest as (
 with_prev as (
     select
         latest.*,
-        coalesce(previous_bar.close_price, latest.prev_close) as reference_close
+        coalesce(previous_bar.close_price, latest.prev_close) as reference_close,
+        greatest(
+            latest.session_loaded_at, coalesce(previous_bar.loaded_at, latest.session_loaded_at)
+        ) as range_loaded_at
     from latest
     left join {{ ref('dim_date') }} as dim_date
         on latest.session_date = dim_date.date_day
@@ -79,5 +94,5 @@ select
     cast(round(with_prev.day_high / with_prev.reference_close - 1, 6) as double) as high_vs_prev_close,
     cast(round(with_prev.day_low / with_prev.reference_close - 1, 6) as double) as low_vs_prev_close,
     cast(with_prev.quote_count as bigint) as quote_count,
-    with_prev.session_loaded_at as loaded_at
+    with_prev.range_loaded_at as loaded_at
 from with_prev

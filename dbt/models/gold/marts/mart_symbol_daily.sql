@@ -1,12 +1,16 @@
 {#-
   Per symbol and session: daily return, 7/30/90-session moving averages of the close, 30-session
-  realised volatility and the year-to-date return.
+  realised volatility, drawdown from the running peak and the year-to-date return, all on the
+  adjusted close (fct_daily_bars.adj_close: total return, no step at a split or dividend), with the
+  raw close beside them for display.
 
   Windows are over sessions (dim_date.session_index), not rows: a missing bar leaves a gap and the
   window's statistic is null until it holds every session (strict windows). That makes the model
   incremental without drift: when bars of a symbol arrive (new sessions or restated old ones), only
   its rows from the earliest changed session onward are recomputed, from a lookback of the longest
-  window; a restated bar therefore also refreshes the year-to-date returns that depend on it.
+  window; a restated bar therefore also refreshes the year-to-date returns that depend on it. A bar
+  that brings a split or dividend, or replaces one that had one, restates the symbol's adjusted
+  history in fct_daily_bars: its rows are then recomputed from its first bar.
 
   A full build computes the statistics with window functions over each symbol's history. An
   incremental run needs them for a few rows only (one per symbol after a new session), and window
@@ -27,13 +31,59 @@
 {%- set lookback = 90 %}
 {%- set annualise = 'sqrt(' ~ var('trading_days_per_year') ~ ')' %}
 
-with changed as (
+with arrived as (
     select
         fct_daily_bars.symbol,
-        min(fct_daily_bars.session_date) as first_date
+        fct_daily_bars.session_date,
+        {% if is_incremental() -%}
+            fct_daily_bars.split_factor <> 1
+            or fct_daily_bars.dividend_cash <> 0
+            or coalesce(current_row.split_factor <> 1 or current_row.dividend_cash <> 0, false)
+        {%- else -%}
+            fct_daily_bars.split_factor <> 1 or fct_daily_bars.dividend_cash <> 0
+        {%- endif %} as touches_action
     from {{ ref('fct_daily_bars') }} as fct_daily_bars
+    {% if is_incremental() -%}
+        -- A bar that replaces one with an action (corrected or removed) restates the symbol too.
+        left join {{ this }} as current_row
+            on
+                fct_daily_bars.symbol = current_row.symbol
+                and fct_daily_bars.session_date = current_row.session_date
+    {% endif -%}
     where {{ new_since_last_run('fct_daily_bars.loaded_at') }}
+),
+
+arrived_by_symbol as (
+    select
+        arrived.symbol,
+        min(arrived.session_date) as first_arrived_date,
+        max(case when arrived.touches_action then 1 else 0 end) = 1 as restated
+    from arrived
+    group by arrived.symbol
+),
+
+first_bars as (
+    -- An action restates the symbol's adjusted history (fct_daily_bars): recompute from its first bar.
+    select
+        fct_daily_bars.symbol,
+        min(fct_daily_bars.session_date) as first_bar_date
+    from {{ ref('fct_daily_bars') }} as fct_daily_bars
+    where
+        fct_daily_bars.symbol in (
+            select restated.symbol
+            from arrived_by_symbol as restated
+            where restated.restated
+        )
     group by fct_daily_bars.symbol
+),
+
+changed as (
+    select
+        arrived_by_symbol.symbol,
+        coalesce(first_bars.first_bar_date, arrived_by_symbol.first_arrived_date) as first_date
+    from arrived_by_symbol
+    left join first_bars
+        on arrived_by_symbol.symbol = first_bars.symbol
 ),
 
 changed_from as (
@@ -53,6 +103,9 @@ scope as (
         fct_daily_bars.symbol,
         fct_daily_bars.session_date,
         fct_daily_bars.close_price,
+        fct_daily_bars.adj_close,
+        fct_daily_bars.split_factor,
+        fct_daily_bars.dividend_cash,
         fct_daily_bars.loaded_at,
         dim_date.session_index,
         dim_date.prior_year_last_session_date,
@@ -72,8 +125,12 @@ returns as (
     select
         scope.*,
         previous.close_price as prev_close_price,
-        scope.close_price / previous.close_price - 1 as daily_return,
-        ln(scope.close_price / previous.close_price) as log_return
+        previous.adj_close as prev_adj_close,
+        scope.adj_close / previous.adj_close - 1 as daily_return,
+        ln(scope.adj_close / previous.adj_close) as log_return,
+        max(scope.adj_close) over (
+            partition by scope.symbol order by scope.session_index rows between unbounded preceding and current row
+        ) as peak_in_scope
     from scope
     left join scope as previous
         on
@@ -94,12 +151,12 @@ returns as (
         select
             recomputed.symbol,
             recomputed.session_index,
-            avg(case when window_offsets.sessions_back < 7 then in_window.close_price end) as avg_7,
-            count(case when window_offsets.sessions_back < 7 then in_window.close_price end) as n_7,
-            avg(case when window_offsets.sessions_back < 30 then in_window.close_price end) as avg_30,
-            count(case when window_offsets.sessions_back < 30 then in_window.close_price end) as n_30,
-            avg(in_window.close_price) as avg_90,
-            count(in_window.close_price) as n_90,
+            avg(case when window_offsets.sessions_back < 7 then in_window.adj_close end) as avg_7,
+            count(case when window_offsets.sessions_back < 7 then in_window.adj_close end) as n_7,
+            avg(case when window_offsets.sessions_back < 30 then in_window.adj_close end) as avg_30,
+            count(case when window_offsets.sessions_back < 30 then in_window.adj_close end) as n_30,
+            avg(in_window.adj_close) as avg_90,
+            count(in_window.adj_close) as n_90,
             stddev_samp(case when window_offsets.sessions_back < 30 then in_window.log_return end) as sd_30,
             count(case when window_offsets.sessions_back < 30 then in_window.log_return end) as nr_30
         from returns as recomputed
@@ -135,22 +192,22 @@ returns as (
         {%- set session_window = 'partition by returns.symbol order by returns.session_index range between ' %}
         select
             returns.*,
-            avg(returns.close_price) over (
+            avg(returns.adj_close) over (
                 {{ session_window }} 6 preceding and current row
             ) as avg_7,
-            count(returns.close_price) over (
+            count(returns.adj_close) over (
                 {{ session_window }} 6 preceding and current row
             ) as n_7,
-            avg(returns.close_price) over (
+            avg(returns.adj_close) over (
                 {{ session_window }} 29 preceding and current row
             ) as avg_30,
-            count(returns.close_price) over (
+            count(returns.adj_close) over (
                 {{ session_window }} 29 preceding and current row
             ) as n_30,
-            avg(returns.close_price) over (
+            avg(returns.adj_close) over (
                 {{ session_window }} 89 preceding and current row
             ) as avg_90,
-            count(returns.close_price) over (
+            count(returns.adj_close) over (
                 {{ session_window }} 89 preceding and current row
             ) as n_90,
             stddev_samp(returns.log_return) over (
@@ -167,29 +224,60 @@ year_start as (
     select
         fct_daily_bars.symbol,
         fct_daily_bars.session_date,
-        fct_daily_bars.close_price
+        fct_daily_bars.close_price,
+        fct_daily_bars.adj_close
     from {{ ref('fct_daily_bars') }} as fct_daily_bars
     where fct_daily_bars.session_date in (select distinct windowed.prior_year_last_session_date from windowed)
+),
+
+earlier_peak as (
+    -- The running peak before the scope: the highest adjusted close of the symbol's earlier bars
+    -- (none when the symbol is recomputed from its first bar, or in a full build).
+    select
+        changed_from.symbol,
+        max(fct_daily_bars.adj_close) as adj_close
+    from changed_from
+    inner join {{ ref('fct_daily_bars') }} as fct_daily_bars
+        on
+            changed_from.symbol = fct_daily_bars.symbol
+            and changed_from.lookback_date > fct_daily_bars.session_date
+    group by changed_from.symbol
+),
+
+peaks as (
+    select
+        windowed.*,
+        greatest(windowed.peak_in_scope, coalesce(earlier_peak.adj_close, windowed.peak_in_scope)) as peak_adj_close
+    from windowed
+    left join earlier_peak
+        on windowed.symbol = earlier_peak.symbol
 )
 
 select
-    windowed.symbol,
-    windowed.session_date,
-    windowed.close_price,
-    windowed.prev_close_price,
-    cast(round(windowed.daily_return, 6) as double) as daily_return,
-    cast(round(windowed.log_return, 6) as double) as log_return,
-    cast(case when windowed.n_7 = 7 then round(windowed.avg_7, 4) end as double) as ma_7,
-    cast(case when windowed.n_30 = 30 then round(windowed.avg_30, 4) end as double) as ma_30,
-    cast(case when windowed.n_90 = 90 then round(windowed.avg_90, 4) end as double) as ma_90,
-    cast(case when windowed.nr_30 = 30 then round(windowed.sd_30 * {{ annualise }}, 6) end as double)
+    peaks.symbol,
+    peaks.session_date,
+    peaks.close_price,
+    peaks.prev_close_price,
+    cast(round(peaks.daily_return, 6) as double) as daily_return,
+    cast(round(peaks.log_return, 6) as double) as log_return,
+    cast(case when peaks.n_7 = 7 then round(peaks.avg_7, 4) end as double) as ma_7,
+    cast(case when peaks.n_30 = 30 then round(peaks.avg_30, 4) end as double) as ma_30,
+    cast(case when peaks.n_90 = 90 then round(peaks.avg_90, 4) end as double) as ma_90,
+    cast(case when peaks.nr_30 = 30 then round(peaks.sd_30 * {{ annualise }}, 6) end as double)
         as volatility_30,
     year_start.close_price as prior_year_close_price,
-    cast(round(windowed.close_price / year_start.close_price - 1, 6) as double) as ytd_return,
-    windowed.loaded_at
-from windowed
+    cast(round(peaks.adj_close / year_start.adj_close - 1, 6) as double) as ytd_return,
+    peaks.adj_close as adj_close_price,
+    peaks.prev_adj_close as prev_adj_close_price,
+    year_start.adj_close as prior_year_adj_close_price,
+    peaks.peak_adj_close as peak_adj_close_price,
+    cast(round(peaks.adj_close / peaks.peak_adj_close - 1, 6) as double) as drawdown,
+    peaks.split_factor,
+    peaks.dividend_cash,
+    peaks.loaded_at
+from peaks
 left join year_start
     on
-        windowed.symbol = year_start.symbol
-        and windowed.prior_year_last_session_date = year_start.session_date
-where windowed.session_index >= windowed.first_index
+        peaks.symbol = year_start.symbol
+        and peaks.prior_year_last_session_date = year_start.session_date
+where peaks.session_index >= peaks.first_index
