@@ -271,3 +271,9 @@ def test_notes_give_the_urls_and_the_edit_line(helm_bin: Path, chart: Path, tmp_
     assert "helm test -n stockpipe sp" in notes
     production = _notes(helm_bin, chart, tmp_path / "p", VALUE_SETS["production"])
     assert "https://dashboard.stockpipe.example.com/" in production
+
+
+def test_the_airflow_ingress_points_at_the_airflow_charts_api_server(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    ingresses = {i["metadata"]["name"]: i for i in _by_kind(rendered["kind-quickstart"], "Ingress")}
+    backend = ingresses["sp-stockpipe-airflow"]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "sp-airflow-api-server", "port": {"number": 8080}}

@@ -94,6 +94,17 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
+{{/* The Airflow chart's API server Service (its UI): <airflow fullname>-api-server, unless set. */}}
+{{- define "stockpipe.airflowService" -}}
+{{- if .Values.ingress.airflowServiceName }}
+{{- .Values.ingress.airflowServiceName }}
+{{- else if contains "airflow" .Release.Name }}
+{{- printf "%s-api-server" .Release.Name }}
+{{- else }}
+{{- printf "%s-airflow-api-server" .Release.Name }}
+{{- end }}
+{{- end }}
+
 {{/* Kafka. */}}
 {{- define "stockpipe.kafkaCluster" -}}
 {{- include "stockpipe.componentName" (list . "kafka") }}
