@@ -7,6 +7,7 @@ import typer
 from stockpipe.batch.cli import history_app
 from stockpipe.bench.cli import bench_app
 from stockpipe.demo import demo_command
+from stockpipe.lake.cli import lake_app
 from stockpipe.localservices.cli import services_app
 from stockpipe.marketdata.cli import calendar_command
 from stockpipe.operator.cli import mirror_command, operator_command
@@ -22,6 +23,7 @@ app.add_typer(services_app, name="services")
 app.add_typer(bench_app, name="bench")
 app.add_typer(history_app, name="history")
 app.add_typer(load_app, name="load")
+app.add_typer(lake_app, name="lake")
 app.add_typer(watch_app, name="watch")
 app.command("calendar")(calendar_command)
 app.command("demo")(demo_command)

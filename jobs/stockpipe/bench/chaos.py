@@ -265,6 +265,14 @@ def run_chaos(
         if only in (None, "objectstore"):
             console.rule("object store stopped")
             scenarios.append(object_store_stopped(broker, work, records // 4, outage_s))
+        from stockpipe.bench import freshness_chaos  # the intraday path, counted in bronze
+
+        if only in (None, "loader"):
+            console.rule("continuous bronze loader SIGKILLed at random points")
+            scenarios.append(freshness_chaos.continuous_loader_killed(broker, work, rng))
+        if only in (None, "compaction"):
+            console.rule("compaction during consumer writes and continuous loads")
+            scenarios.append(freshness_chaos.compaction_during_writes_and_loads(broker, work))
     finally:
         KafkaBroker.stop(record)
         shutil.rmtree(work, ignore_errors=True)

@@ -28,7 +28,7 @@ def bench_chaos(
     out: Path = OUT,
     records: int = 1_000_000,
     outage_s: float = 30.0,
-    only: str | None = typer.Option(None, help="kill, broker or objectstore; default all"),
+    only: str | None = typer.Option(None, help="kill, broker, objectstore, loader or compaction; default all"),
 ) -> None:
     """Kill the consumer, restart the broker, stop the object store; count every record in the lake."""
     from stockpipe.bench.chaos import run_chaos
@@ -55,9 +55,18 @@ def bench_warehouse(out: Path = OUT) -> None:
     _show(run_warehouse_bench(out))
 
 
+@bench_app.command("freshness")
+def bench_freshness(out: Path = OUT, duration_s: float = 330.0, symbols: int = 50) -> None:
+    """Real-time run: fetched_at to queryable in gold (p50/p95/max), objects per partition-hour, loader CPU."""
+    from stockpipe.bench.freshness import run_freshness_bench
+
+    _show(run_freshness_bench(out, duration_s, symbols))
+
+
 @bench_app.command("all")
 def bench_all(out: Path = OUT) -> None:
     """Every benchmark: stream, batch, warehouse."""
     bench_stream(out)
     bench_batch(out)
     bench_warehouse(out)
+    bench_freshness(out)

@@ -50,6 +50,9 @@ class WatchThresholds(BaseModel):
         30.0, gt=0, description="open-market minutes without a quote in the lake before a symbol is stale"
     )
     dlq_growth_max: int = Field(0, ge=0, description="new dead letters tolerated between two checks")
+    gold_stale_after_s: float = Field(
+        180.0, gt=0, description="market open: the newest intraday gold row may be this old (continuous loader)"
+    )
     alerts_per_hour: int = Field(12, ge=1, description="new-incident messages at most, per hour")
     state_variable: str = Field("stockpipe_watch_state", description="the Airflow Variable holding incident state")
 

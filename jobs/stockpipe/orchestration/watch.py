@@ -6,6 +6,8 @@
                that day (the lake, not the warehouse: it measures the real-time path itself, not the
                bronze load schedule, and never contends for DuckDB's single-writer lock)
   dead letters the number of messages the dead-letter topic has ever held (its high watermarks)
+  gold         the continuous loader's last word on gold (`state/freshness/gold.json` in the lake): the
+               newest intraday gold row's fetched_at and when its build finished; absent without a loader
 It prints one JSON report on stdout and judges nothing: thresholds and alerts live on the Airflow
 side (stockpipe.orchestration.watch_alerts), which keeps incident state between runs.
 """
@@ -208,6 +210,20 @@ def probe(settings: WatchSettings, as_of: datetime) -> dict[str, Any]:
         "heartbeats": {c: _iso(at) for c, at in sorted(heartbeats.items())},
         "last_event": freshness,
         "dead_letters": dead_letter_count(settings.kafka, settings.watch_kafka_timeout_s),
+        "gold": _gold(Lake(settings.lake)),
+    }
+
+
+def _gold(lake: Lake) -> dict[str, str | None] | None:
+    from stockpipe.freshness.state import read_gold_freshness
+
+    state = read_gold_freshness(lake)
+    if state is None:
+        return None
+    return {
+        "session": state.session.isoformat() if state.session else None,
+        "newest_fetched_at": _iso(state.newest_fetched_at),
+        "built_at": _iso(state.built_at),
     }
 
 

@@ -79,6 +79,20 @@ def stale_problems(report: dict[str, Any], thresholds: WatchThresholds, as_of: d
     return problems
 
 
+def gold_problems(report: dict[str, Any], thresholds: WatchThresholds, as_of: datetime) -> dict[str, str] | None:
+    """The intraday gold tables' staleness while the market is open; None when not judged (closed, no loader)."""
+    gold = report.get("gold")
+    if not report.get("market_open") or not isinstance(gold, dict):
+        return None
+    newest = _at(gold.get("newest_fetched_at"))
+    opened = _at(report.get("session_open"))
+    since = max((t for t in (newest, opened) if t is not None), default=as_of)
+    age = (as_of - since).total_seconds()
+    if age <= thresholds.gold_stale_after_s:
+        return {}
+    return {"gold": f"newest intraday gold row fetched {_ago(age)}" if newest else "no gold row since the open"}
+
+
 def evaluate(
     report: dict[str, Any], state: dict[str, Any], thresholds: WatchThresholds
 ) -> tuple[IncidentBook, list[Alert], dict[str, Any]]:
@@ -111,6 +125,14 @@ def evaluate(
             stale,
             lambda new: f":warning: stockpipe data stale (market open): {_listing(new, True)}",
             lambda back: f":white_check_mark: stockpipe data fresh again: {_listing(back, False)}",
+        )
+    gold = gold_problems(report, thresholds, as_of)
+    if gold is not None:
+        transitions(
+            "gold",
+            gold,
+            lambda new: f":hourglass: stockpipe gold is behind (market open): {new[0].detail}",
+            lambda _back: ":white_check_mark: stockpipe gold is fresh again",
         )
     dead_letters = int(report.get("dead_letters") or 0)
     previous = state.get("dead_letters")

@@ -24,6 +24,7 @@ from pydantic import Field, SecretStr, model_validator
 from stockpipe.alerts.slack import SlackAlerter, alerter_from_settings
 from stockpipe.contracts.messages import QUOTE_V1, TRADE_V1, quote_message
 from stockpipe.contracts.watchlist import Source, Watchlist, default_sources
+from stockpipe.freshness.marks import WindowMarks
 from stockpipe.logs import register_secret
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.ratelimit import RateBudget
@@ -68,6 +69,9 @@ class ProducerSettings(StockpipeSettings):
     replay_speed: float = Field(600.0, gt=0, description="simulated seconds per real second")
     metrics_port: int = Field(9101, ge=0, le=65535)
     heartbeat_seconds: float = Field(30.0, gt=0)
+    window_mark_seconds: int | None = Field(
+        30, ge=1, le=3600, description="live sessions: a watermark per window boundary (closes the consumer's files)"
+    )
     max_queue_messages: int = Field(100_000, ge=100)
     queue_full_timeout_s: float = Field(30.0, gt=0)
 
@@ -108,6 +112,9 @@ class QuoteProducer:
             settings.kafka, settings.max_queue_messages, settings.queue_full_timeout_s
         )
         self.heartbeat = Heartbeat(settings.kafka, "producer", settings.heartbeat_seconds)
+        live_marks = None if isinstance(clock, ReplayClock) else settings.window_mark_seconds
+        k = settings.kafka
+        self.window_marks = WindowMarks(self.publisher, [k.topic_quotes, k.topic_trades], live_marks)
         self.watchlist_file = WatchlistFile(settings.watchlist_file) if settings.watchlist_file else None
         self._static = Watchlist(
             symbols=settings.symbols, sources=settings.sources, poll_interval_seconds=settings.poll_interval_seconds
@@ -276,10 +283,12 @@ class QuoteProducer:
                 now = self.clock.now()
                 if self._in_hours(now):
                     self.poll_round()
+                    self.window_marks.mark_if_due(self.clock.now())
                     wait = (
                         min((d for d in self.next_due.values()), default=now + timedelta(seconds=1)) - self.clock.now()
                     )
                     sleep_s = max(wait.total_seconds(), 0.05 if not self.next_due else 0.0)
+                    sleep_s = min(sleep_s, self.window_marks.until_next(self.clock.now()))
                 else:
                     self._mark_session_end(now)
                     if replay:

@@ -252,12 +252,19 @@ class ContinuousLoader:
     def load(self, keys: Sequence[str], catchup: bool) -> int:
         """Load the notified objects (and, on a catch-up, the recent ones); returns the objects loaded."""
         objects: dict[str, LakeObject] = {}
+        gone: set[str] = set()
         for key in keys:
             info = object_info(self.lake, key)
             name = parse_object_key(key)
             if info is None or name is None:
-                continue  # compacted away since, or never there: a catch-up finds what replaced it
+                gone.add(key.rsplit("/", 1)[0])  # compacted away since: what replaced it is in its directory
+                continue
             objects[key] = LakeObject(info, name)
+        for directory in sorted(gone):
+            for info in self.lake.walk(directory):
+                name = parse_object_key(info.key)
+                if name is not None:
+                    objects.setdefault(info.key, LakeObject(info, name))
         notified = set(objects)
         if catchup:
             for obj in recent_objects(self.lake, self.settings.catchup_days):

@@ -81,7 +81,9 @@ def test_loads_what_the_consumer_announces(pipeline: Pipeline, tmp_path: Path) -
     samples = [orjson.loads(line) for line in (tmp_path / "latency.jsonl").read_bytes().splitlines()]
     assert sum(len(s["latency_s"]) for s in samples if s["fact"] == "fct_quotes") == lake_distinct
     state = read_gold_freshness(pipeline.lake)
-    assert state is not None and state.session == DAY and state.newest_fetched_at is not None
+    assert state is not None
+    assert state.session == DAY
+    assert state.newest_fetched_at is not None
 
 
 def test_a_killed_loader_loses_and_doubles_nothing(pipeline: Pipeline, tmp_path: Path) -> None:
@@ -97,7 +99,7 @@ def test_a_killed_loader_loses_and_doubles_nothing(pipeline: Pipeline, tmp_path:
         "STOCKPIPE_SETTLE_SECONDS": "0.2",
         "STOCKPIPE_WAREHOUSE__BATCH_MAX_OBJECTS": "3",  # many small transactions: kills land inside loads
     }
-    rng = random.Random(16)  # noqa: S311 - reproducible kill points
+    rng = random.Random(16)
     log = open(tmp_path / "loader.log", "ab")  # noqa: SIM115 - closed below
     try:
         for _ in range(3):

@@ -15,7 +15,15 @@ import pytest
 
 DAGS = Path(__file__).resolve().parents[3] / "dags"
 REPO = DAGS.parent
-EXPECTED = {"lake_to_bronze", "daily_history", "backfill_ytd", "gap_backfill", "dbt_build", "pipeline_watch"}
+EXPECTED = {
+    "lake_to_bronze",
+    "daily_history",
+    "backfill_ytd",
+    "gap_backfill",
+    "dbt_build",
+    "pipeline_watch",
+    "lake_compaction",
+}
 # Where imports legitimately read files from: the interpreter, installed packages, our own code.
 CODE_ROOTS = (
     *(str(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix, *sysconfig.get_paths().values()}),

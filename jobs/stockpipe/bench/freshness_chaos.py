@@ -1,0 +1,201 @@
+"""`make chaos` scenarios of the intraday path, counted in bronze (not only the lake).
+
+- the continuous bronze loader SIGKILLed at random points while it loads and builds;
+- compaction run again and again while the consumer writes and the continuous loader loads.
+Each ends with bronze compared to the lake: `lost` (natural keys in the lake but not in bronze) and
+`duplicated` (bronze rows beyond one per natural key).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from stockpipe.lake.layout import StreamObject
+from stockpipe.lake.store import Lake
+from stockpipe.localservices.kafka import KafkaBroker
+from stockpipe.settings import KafkaSettings, LakeSettings
+from stockpipe.stream.consumer import ConsumerSettings, LakeConsumer
+from stockpipe.stream.producer import ProducerSettings, build_producer
+from stockpipe.stream.topics import isolated_topics
+
+if TYPE_CHECKING:
+    from stockpipe.bench.chaos import Scenario
+
+SESSION = date(2025, 11, 28)  # an early close: a short session
+SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "TSLA", "BRK.B"]
+QUOTE_KEY = ["symbol", "quote_ts"]
+
+
+def _replay(kafka: KafkaSettings) -> int:
+    settings = ProducerSettings(
+        kafka=kafka, symbols=SYMBOLS, sources=["quotes", "trades"], replay_date=SESSION, replay_speed=1e9,
+        metrics_port=0,
+    )  # fmt: skip
+    return build_producer(settings, threading.Event()).run().published
+
+
+def _consumer(kafka: KafkaSettings, lake: LakeSettings, **overrides: Any) -> LakeConsumer:
+    return LakeConsumer(
+        ConsumerSettings(kafka=kafka, lake=lake, metrics_port=0, group_id=f"chaos-{kafka.topic_quotes}", **overrides)
+    )
+
+
+def _lake_quotes(lake: Lake) -> int:
+    tables = [
+        pq.read_table(pa.BufferReader(lake.read(i.key)), columns=QUOTE_KEY)
+        for i in lake.walk("raw/quotes")
+        if StreamObject.parse(i.key)
+    ]
+    return pa.concat_tables(tables).group_by(QUOTE_KEY).aggregate([]).num_rows if tables else 0
+
+
+def _bronze_quotes(warehouse: Path) -> tuple[int, int]:
+    conn = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        row = conn.execute("SELECT count(*), count(DISTINCT (symbol, quote_ts)) FROM bronze.quotes").fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _scenario(name: str, lake: Lake, warehouse: Path, detail: str) -> Scenario:
+    from stockpipe.bench.chaos import Scenario
+
+    in_lake = _lake_quotes(lake)
+    rows, distinct = _bronze_quotes(warehouse)
+    return Scenario(name, in_lake, rows, in_lake - distinct, rows - distinct, detail)
+
+
+def _env(kafka: KafkaSettings, lake: LakeSettings, warehouse: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "STOCKPIPE_KAFKA__TOPIC_QUOTES": kafka.topic_quotes,
+        "STOCKPIPE_KAFKA__TOPIC_TRADES": kafka.topic_trades,
+        "STOCKPIPE_KAFKA__TOPIC_DLQ": kafka.topic_dlq,
+        "STOCKPIPE_KAFKA__TOPIC_HEARTBEATS": kafka.topic_heartbeats,
+        "STOCKPIPE_KAFKA__TOPIC_LAKE_OBJECTS": kafka.topic_lake_objects,
+        "STOCKPIPE_LAKE__URL": lake.url,
+        "STOCKPIPE_WAREHOUSE__DUCKDB_PATH": str(warehouse),
+        "STOCKPIPE_GROUP_ID": f"chaos-loader-{kafka.topic_quotes}",
+        "STOCKPIPE_METRICS_PORT": "0",
+        "STOCKPIPE_SETTLE_SECONDS": "0.2",
+        "STOCKPIPE_WAREHOUSE__BATCH_MAX_OBJECTS": "5",  # many transactions: kills land inside loads
+    }
+
+
+def continuous_loader_killed(broker: KafkaBroker, work: Path, rng: random.Random, kills: int = 6) -> Scenario:
+    """The loader SIGKILLed at random points (start-up, mid-batch, mid-build, before its commit), restarted."""
+    kafka = isolated_topics(broker.bootstrap, "loaderkill")
+    lake_settings = LakeSettings(url=f"file://{work / 'lake-loaderkill'}")
+    warehouse = work / "wh-loaderkill" / "stockpipe.duckdb"
+    _replay(kafka)
+    _consumer(kafka, lake_settings, session_window_seconds=60).run(max_idle_s=5)
+    env = _env(kafka, lake_settings, warehouse)
+    argv = [sys.executable, "-m", "stockpipe.cli", "load", "continuous"]
+    points = []
+    with open(work / "loader-kill.log", "ab") as log:
+        for _ in range(kills):
+            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+            points.append(round(rng.uniform(1.0, 10.0), 1))
+            time.sleep(points[-1])
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log)
+        lake = Lake(lake_settings)
+        expected = _lake_quotes(lake)
+        deadline = time.monotonic() + 600
+        try:
+            while time.monotonic() < deadline:
+                time.sleep(5)
+                try:
+                    if _bronze_quotes(warehouse)[1] >= expected:
+                        break
+                except duckdb.Error:
+                    continue  # the loader holds the file right now
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(120)
+    return _scenario(
+        f"continuous loader SIGKILLed at {kills} random points",
+        lake,
+        warehouse,
+        f"killed after {', '.join(f'{p} s' for p in points)} of each incarnation; counted in bronze",
+    )
+
+
+def compaction_during_writes_and_loads(broker: KafkaBroker, work: Path) -> Scenario:
+    """`lake compact` in a loop while the consumer writes small files and the continuous loader loads them."""
+    from stockpipe.lake.compaction import compact_day, duckdb_ledger
+    from stockpipe.warehouse.continuous import ContinuousLoader, ContinuousLoaderSettings
+    from stockpipe.warehouse.duckdb_target import DuckDBTarget
+    from stockpipe.warehouse.loader import BronzeLoader
+    from stockpipe.warehouse.settings import WarehouseTargetSettings
+
+    kafka = isolated_topics(broker.bootstrap, "compaction")
+    lake_settings = LakeSettings(url=f"file://{work / 'lake-compaction'}")
+    warehouse = work / "wh-compaction" / "stockpipe.duckdb"
+    lake = Lake(lake_settings)
+    _replay(kafka)
+    loader = ContinuousLoader(
+        ContinuousLoaderSettings(
+            kafka=kafka,
+            lake=lake_settings,
+            warehouse=WarehouseTargetSettings(duckdb_path=warehouse, batch_max_objects=5),
+            group_id=f"chaos-loader-{kafka.topic_quotes}",
+            metrics_port=0,
+            settle_seconds=0.2,
+            build_dbt=False,
+        )
+    )
+    consumer = _consumer(kafka, lake_settings, session_window_seconds=30, batch_size=200, max_records_per_file=100)
+    threads = [threading.Thread(target=loader.run), threading.Thread(target=consumer.run, kwargs={"max_idle_s": 5})]
+    for t in threads:
+        t.start()
+    rounds = 0
+
+    def compact() -> None:
+        with DuckDBTarget(warehouse, lake) as target:
+            target.ensure_schema()
+            compact_day(lake, SESSION, register=duckdb_ledger(target))
+
+    from stockpipe.freshness.writerlock import file_writer_lock, lock_path
+
+    try:
+        while threads[1].is_alive():
+            with file_writer_lock(lock_path(warehouse)):
+                compact()
+            rounds += 1
+            time.sleep(0.5)
+        with file_writer_lock(lock_path(warehouse)):
+            compact()
+        deadline = time.monotonic() + 300
+        while loader.pending and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        loader.stop.set()
+        threads[0].join(120)
+    with file_writer_lock(lock_path(warehouse)), DuckDBTarget(warehouse, lake) as target:
+        settled = BronzeLoader(lake, target).run().loaded_objects  # Airflow's after-close load
+    objects = sum(1 for _ in lake.walk("raw/quotes"))
+    return _scenario(
+        "compaction during consumer writes and continuous loads",
+        lake,
+        warehouse,
+        f"{rounds} compactions while {consumer.stats.files} small objects were written; {objects} quote objects "
+        f"left; the after-close load read {settled} objects",
+    )
