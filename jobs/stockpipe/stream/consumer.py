@@ -39,9 +39,10 @@ import numpy as np
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from stockpipe.alerts.slack import SlackAlerter
 from stockpipe.contracts.messages import DLQ_V1, QUOTE_V1, TRADE_V1, WATERMARK_V1, MessageSchema, iso
 from stockpipe.freshness.notify import ObjectNotifier
 from stockpipe.lake.layout import StreamObject
@@ -90,6 +91,13 @@ class ConsumerSettings(StockpipeSettings):
     lake_retry_seconds: float = Field(600.0, gt=0, description="how long a lake write is retried before giving up")
     session_timeout_ms: int = Field(
         45_000, ge=6_000, le=300_000, description="how long the group waits for a silent member before moving its work"
+    )
+    slack_webhook_url: SecretStr | None = Field(None, description="incidents and recoveries go here")
+    alert_min_interval_s: float = Field(60.0, gt=0, description="at least this long between new-incident messages")
+    alert_after_retries: int = Field(3, ge=1, description="lake or broker failures in a row that open an incident")
+    dlq_alert_ratio: float = Field(0.05, gt=0, le=1, description="dead letters per message above which to alert")
+    dlq_alert_min_messages: int = Field(
+        100, ge=1, description="messages in a heartbeat interval before the ratio counts"
     )
     crash_loop_restarts: int = Field(
         3, ge=1, le=100, description="starts at the same offset after which the message found there is dead-lettered"
@@ -244,8 +252,14 @@ class _TopicBatch:
 
 
 class LakeConsumer:
-    def __init__(self, settings: ConsumerSettings, stop_event: threading.Event | None = None) -> None:
+    def __init__(
+        self, settings: ConsumerSettings, stop_event: threading.Event | None = None, alerter: SlackAlerter | None = None
+    ) -> None:
         self.settings = settings
+        url = settings.slack_webhook_url.get_secret_value() if settings.slack_webhook_url else None
+        self.alerter = alerter or SlackAlerter(url, settings.alert_min_interval_s)
+        self._failures: dict[str, int] = {}
+        self._rate_mark = (0, 0)  # (messages, dead letters) at the last dead-letter-rate check
         self.lake = Lake(settings.lake)
         k = settings.kafka
         self.plans: dict[str, _TopicPlan] = {
@@ -423,7 +437,11 @@ class LakeConsumer:
 
         def before_sleep(state: RetryCallState) -> None:
             LAKE_RETRIES.inc()
-            log.warning("lake %s failed (%s); retrying", what, state.outcome.exception() if state.outcome else "")
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("lake %s failed (%s); retrying", what, exc)
+            self._failed(
+                "lake-unreachable", f"the lake ({self.settings.lake.url}) fails: {exc}; writes and commits wait"
+            )
 
         retrying = retry(
             retry=retry_if_exception_type(Exception),
@@ -432,7 +450,34 @@ class LakeConsumer:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return retrying(call)()
+        result = retrying(call)()
+        self._recovered("lake-unreachable", "the lake answers again: writing and committing")
+        return result
+
+    def _failed(self, key: str, detail: str) -> None:
+        """One more failure in a row; enough of them open a Slack incident (once)."""
+        self._failures[key] = self._failures.get(key, 0) + 1
+        if self._failures[key] == self.settings.alert_after_retries:
+            self.alerter.incident(key, f":rotating_light: stockpipe consumer: {detail}", kind="consumer")
+
+    def _recovered(self, key: str, detail: str) -> None:
+        if self._failures.pop(key, 0):
+            self.alerter.resolve(key, f":white_check_mark: stockpipe consumer: {detail}")
+
+    def _check_dead_letter_rate(self) -> None:
+        """Dead letters per message since the last check (a heartbeat interval) against the threshold."""
+        messages, letters = self.stats.messages, self.stats.dead_letters
+        seen, dead = messages - self._rate_mark[0], letters - self._rate_mark[1]
+        self._rate_mark = (messages, letters)
+        if seen >= self.settings.dlq_alert_min_messages and dead / seen > self.settings.dlq_alert_ratio:
+            self.alerter.incident(
+                "dead-letter-rate",
+                f":warning: stockpipe consumer: {dead} of {seen} messages went to the dead-letter topic"
+                f" ({dead / seen:.1%}, threshold {self.settings.dlq_alert_ratio:.1%}): a producer sends bad data",
+                kind="consumer",
+            )
+        elif seen >= self.settings.dlq_alert_min_messages:
+            self.alerter.resolve("dead-letter-rate", ":white_check_mark: stockpipe consumer: dead-letter rate normal")
 
     def _write_object(self, obj: StreamObject, data: bytes, rows: int) -> None:
         self._with_lake_retries(f"write of {obj.key}", lambda: self.lake.write_atomic(obj.key, data))
@@ -638,6 +683,8 @@ class LakeConsumer:
             if err.fatal():
                 raise KafkaException(err)
             log.warning("consumer error: %s", err)
+            if err.code() in (KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN, KafkaError._RESOLVE):
+                self._failed("kafka-unreachable", f"Kafka ({self.settings.kafka.bootstrap_servers}) unreachable: {err}")
         skip = set(bad)
         return [m for i, m in enumerate(msgs) if i not in skip] if skip else msgs
 
@@ -685,6 +732,8 @@ class LakeConsumer:
                     num_messages=self.settings.batch_size, timeout=self.settings.poll_timeout_seconds
                 )
                 self.stats.last_loop = time.monotonic()
+                if msgs and "kafka-unreachable" in self._failures and msgs[-1].error() is None:
+                    self._recovered("kafka-unreachable", "Kafka answers again")
                 if msgs:
                     if not gc_tuned:
                         _tune_gc()
@@ -714,6 +763,7 @@ class LakeConsumer:
                     }
                 ):
                     self._mark_dead_letters()
+                    self._check_dead_letter_rate()
             # SIGTERM: what was polled is checked and routed; complete objects are written and committed,
             # partial ones are re-read later.
             self._complete_pending()

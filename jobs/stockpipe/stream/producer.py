@@ -21,7 +21,7 @@ from typing import Any, Literal
 from prometheus_client import Counter, Gauge
 from pydantic import Field, SecretStr, model_validator
 
-from stockpipe.alerts.slack import SlackAlerter, alerter_from_settings
+from stockpipe.alerts.slack import SlackAlerter
 from stockpipe.contracts.messages import QUOTE_V1, TRADE_V1, quote_message
 from stockpipe.contracts.watchlist import Source, Watchlist, default_sources
 from stockpipe.freshness.marks import WindowMarks
@@ -72,6 +72,8 @@ class ProducerSettings(StockpipeSettings):
     window_mark_seconds: int | None = Field(
         30, ge=1, le=3600, description="live sessions: a watermark per window boundary (closes the consumer's files)"
     )
+    slack_webhook_url: SecretStr | None = Field(None, description="incidents and recoveries go here")
+    alert_min_interval_s: float = Field(60.0, gt=0, description="at least this long between new-incident messages")
     max_queue_messages: int = Field(100_000, ge=100)
     queue_full_timeout_s: float = Field(30.0, gt=0)
 
@@ -103,8 +105,10 @@ class QuoteProducer:
         clock: Clock,
         stop: threading.Event,
         publisher: Publisher | None = None,
+        alerter: SlackAlerter | None = None,
     ) -> None:
         self.settings = settings
+        self.alerter = alerter or SlackAlerter(None)
         self.source = source
         self.clock = clock
         self.stop = stop
@@ -248,8 +252,15 @@ class QuoteProducer:
                 self._count(exc.result)
                 remaining = exc.remaining  # what is queued stays queued: only the rest is retried
                 log.error("%s; holding %d quotes and retrying", exc, len(remaining))
+                self.alerter.incident(
+                    "kafka-unreachable",
+                    f":rotating_light: stockpipe producer: Kafka is not acknowledging ({exc}); quotes are held",
+                    kind="producer",
+                )
                 if self.stop.is_set():
                     raise
+        if "kafka-unreachable" in self.alerter.open_incidents:
+            self.alerter.resolve("kafka-unreachable", ":white_check_mark: stockpipe producer: Kafka acknowledges again")
         self._count(result)
         published = {m["symbol"]: m for m in messages}
         for symbol, msg in published.items():
@@ -341,7 +352,7 @@ def build_producer(
         source = FinnhubQuoteSource(token, budget, settings.finnhub_api_url, alerter=alerter, stop=stop)
     else:
         source = SyntheticQuoteSource()
-    return QuoteProducer(settings, source, clock, stop)
+    return QuoteProducer(settings, source, clock, stop, alerter=alerter)
 
 
 def start_trade_stream(
@@ -370,7 +381,8 @@ def run_producer(settings: ProducerSettings) -> ProducerStats:
     from stockpipe.stream.topics import ensure_pipeline_topics
 
     ensure_pipeline_topics(settings.kafka)
-    alerter = alerter_from_settings()
+    url = settings.slack_webhook_url.get_secret_value() if settings.slack_webhook_url else None
+    alerter = SlackAlerter(url, settings.alert_min_interval_s)
     producer = build_producer(settings, stop, alerter)
     trades = start_trade_stream(settings, producer, stop)
 

@@ -1,0 +1,117 @@
+"""The consumer's Slack incidents and recoveries: the lake away and back, a dead-letter rate above threshold."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Producer
+from pydantic import SecretStr
+
+from stockpipe.alerts.slack import SlackAlerter
+from stockpipe.contracts.messages import QUOTE_V1
+from stockpipe.localservices.minio import MinioServer
+from stockpipe.localservices.process import free_port
+from stockpipe.localservices.slack_standin import SlackWebhookStandin
+from stockpipe.settings import KafkaSettings, LakeSettings
+from stockpipe.stream.consumer import ConsumerSettings, LakeConsumer
+from stockpipe.stream.publisher import Publisher
+
+GOOD = {
+    "schema": "quote.v1",
+    "symbol": "AAPL",
+    "quote_ts": "2025-11-28T15:00:00Z",
+    "fetched_at": "2025-11-28T15:00:01Z",
+    "source": "synthetic",
+    "price": 190.0,
+    "day_high": 191.0,
+    "day_low": 188.0,
+    "day_open": 189.0,
+    "prev_close": 189.0,
+}
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def test_a_dead_letter_rate_above_the_threshold_is_one_incident(
+    kafka_topics: KafkaSettings, file_lake: LakeSettings, slack_standin: SlackWebhookStandin
+) -> None:
+    producer = Producer({"bootstrap.servers": kafka_topics.bootstrap_servers})
+    for i in range(200):
+        value = b"null" if i % 2 else orjson.dumps({**GOOD, "quote_ts": f"2025-11-28T15:{i % 60:02d}:{i // 60:02d}Z"})
+        producer.produce(kafka_topics.topic_quotes, value, key=b"AAPL")
+    assert producer.flush(20) == 0
+    settings = ConsumerSettings(
+        kafka=kafka_topics,
+        lake=file_lake,
+        metrics_port=0,
+        group_id="alerts",
+        heartbeat_seconds=0.5,
+        dlq_alert_min_messages=100,
+        slack_webhook_url=SecretStr(slack_standin.webhook_url()),
+        alert_min_interval_s=1.0,
+    )
+    consumer = LakeConsumer(settings)
+    consumer.run(max_idle_s=4)
+    assert consumer.stats.dead_letters == 100
+    texts = slack_standin.texts()
+    assert "100 of 200 messages went to the dead-letter topic" in texts[0]
+    # Then the consumer reads its own 100 dead letters back (all good): the rate is normal again.
+    assert texts[1:] == [":white_check_mark: stockpipe consumer: dead-letter rate normal"]
+
+
+def test_the_lake_away_is_one_incident_and_its_return_one_recovery(
+    kafka_topics: KafkaSettings, slack_standin: SlackWebhookStandin, tmp_path: Path
+) -> None:
+    publisher = Publisher(kafka_topics)
+    publisher.publish(kafka_topics.topic_quotes, QUOTE_V1, [GOOD])
+    publisher.watermark(kafka_topics.topic_quotes, datetime(2025, 11, 28, 21, tzinfo=UTC))
+    assert publisher.flush() == 0
+    minio = MinioServer(tmp_path / "minio", free_port(), free_port())  # not started yet: the lake is away
+    lake = LakeSettings(
+        url=f"s3://{minio.bucket}/alerts",
+        s3_endpoint_url=minio.endpoint,
+        access_key=SecretStr(minio.access_key),
+        secret_key=SecretStr(minio.secret_key),
+    )
+    settings = ConsumerSettings(
+        kafka=kafka_topics,
+        lake=lake,
+        metrics_port=0,
+        group_id="alerts-lake",
+        window_seconds=60,
+        alert_after_retries=2,
+        slack_webhook_url=SecretStr(slack_standin.webhook_url()),
+        alert_min_interval_s=1.0,
+    )
+    alerter = SlackAlerter(slack_standin.webhook_url(), 1.0)
+    consumer = LakeConsumer(settings, alerter=alerter)
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    record = None
+    try:
+        assert wait_for(lambda: len(slack_standin.texts()) == 1, 60), slack_standin.texts()
+        assert "the lake" in slack_standin.texts()[0]
+        record = minio.start()  # the lake comes back
+        assert wait_for(lambda: consumer.stats.rows == 1, 120)
+    finally:
+        consumer.stop_event.set()
+        thread.join(30)
+        if record is not None:
+            MinioServer.stop(record)
+    texts = slack_standin.texts()
+    assert len(texts) == 2, texts
+    assert "answers again" in texts[1]
+    assert consumer.stats.rows == 1
+    assert minio.secret_key not in " ".join(texts)
