@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 from rich.console import Console
 
+from stockpipe.freshness.live import SessionClock, latencies
 from stockpipe.lake.layout import StreamObject
 from stockpipe.lake.store import Lake
 from stockpipe.localservices.kafka import KafkaBroker
@@ -49,26 +49,6 @@ SYMBOLS_50 = [
     "ACN", "MCD", "CSCO", "ABT", "LIN", "DHR", "AMD", "WFC", "DIS", "TXN",
     "PM", "INTC", "VZ", "NEE", "CMCSA", "QCOM", "HON", "UPS", "IBM", "BF-B",
 ]  # fmt: skip
-
-
-class SessionClock:
-    """Real time, shifted into a session: now() = start + wall time elapsed (not accelerated)."""
-
-    def __init__(self, start: datetime, stop: threading.Event) -> None:
-        self.start = start
-        self.wall_start = time.time()
-        self.stop = stop
-
-    @property
-    def offset_s(self) -> float:
-        """wall time minus session time (constant)."""
-        return self.wall_start - self.start.timestamp()
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=time.time() - self.wall_start)
-
-    def sleep(self, seconds: float) -> bool:
-        return not self.stop.wait(max(0.0, seconds))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -166,10 +146,7 @@ def run_freshness_bench(out_dir: Path, duration_s: float = 330.0, symbols: int =
             proc.wait(120)
         log.close()
 
-        latencies: list[float] = []
-        for line in latency_log.read_bytes().splitlines() if latency_log.exists() else []:
-            latencies.extend(v - clock.offset_s for v in orjson.loads(line)["latency_s"])
-        values = np.asarray(latencies, dtype=float)
+        values = latencies(latency_log, clock.offset_s)
         lake = Lake(lake_settings)
         objects = [o for o in (StreamObject.parse(i.key) for i in lake.walk("raw")) if o is not None]
         partitions = {(o.topic, o.partition) for o in objects if o.dataset in ("quotes", "trades")}
