@@ -16,6 +16,16 @@ if ! command -v kcat >/dev/null 2>&1; then
     missing+=("kcat: the benchmark baseline (Debian/Ubuntu: sudo apt-get install kcat; macOS: brew install kcat)")
   fi
 fi
+# Debian's Chromium for the dashboard's browser tests (Playwright drives /usr/bin/chromium; its own download is
+# out of reach); optional off CI (those tests then skip, saying so).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium (Debian package) ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "note: no /usr/bin/chromium: the dashboard's browser tests need it (sudo apt-get install chromium)" >&2
+  fi
+fi
 # Docker engine (Debian's docker.io: dockerd, containerd, runc) and debootstrap for `make images` and the
 # image tests; optional off CI (those tests then skip, saying so).
 if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2>&1; then

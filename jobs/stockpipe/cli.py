@@ -9,6 +9,7 @@ from stockpipe.bench.cli import bench_app
 from stockpipe.demo import demo_command
 from stockpipe.lake.cli import lake_app
 from stockpipe.localservices.cli import services_app
+from stockpipe.localservices.kube.cli import cluster_app
 from stockpipe.marketdata.cli import calendar_command
 from stockpipe.operator.cli import mirror_command, operator_command
 from stockpipe.orchestration.cli import watch_app
@@ -20,6 +21,7 @@ app = typer.Typer(
     help="stockpipe: US stock market data pipeline.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 app.add_typer(services_app, name="services")
+app.add_typer(cluster_app, name="cluster")
 app.add_typer(bench_app, name="bench")
 app.add_typer(history_app, name="history")
 app.add_typer(load_app, name="load")

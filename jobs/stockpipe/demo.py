@@ -37,6 +37,7 @@ def demo_command(
     lake_dir: Path = typer.Option(Path(".lake"), help="The local lake"),  # noqa: B008
     warehouse: Path = typer.Option(Path(".warehouse/stockpipe.duckdb"), help="The DuckDB warehouse"),  # noqa: B008
     speed: float = typer.Option(20_000.0, help="Replay speed: simulated seconds per real second"),
+    dashboard_port: int = typer.Option(8501, help="Where the dashboard is served at the end (on a terminal)"),
 ) -> None:
     """Stream a synthetic session into the lake, load the year to date, build bronze/silver/gold, show marts."""
     from stockpipe.localservices import manager
@@ -78,6 +79,7 @@ def demo_command(
         _show_lake(lake_dir)
         _show_marts(warehouse)
         _show_live_freshness(kafka, lake, warehouse, day)
+        _serve_dashboard(warehouse, lake, kafka, dashboard_port)
     finally:
         console.rule("[bold]stopping")
         manager.down(echo=console.print)
@@ -161,3 +163,48 @@ def _show_lake(lake_dir: Path) -> None:
         newest = str(files[-1].relative_to(lake_dir)) if files else "-"
         table.add_row(dataset, str(len(files)), f"{rows:,}", newest)
     Console(width=150).print(table)
+
+
+def _serve_dashboard(warehouse: Path, lake: LakeSettings, kafka: KafkaSettings, port: int) -> None:
+    """On a terminal, serve the dashboard on the demo's warehouse until Ctrl-C; elsewhere say how to serve it."""
+    import shlex
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from stockpipe.dashboard.cli import streamlit_argv, streamlit_env
+
+    env = {
+        "STOCKPIPE_WAREHOUSE__DUCKDB_PATH": str(warehouse.resolve()),
+        "STOCKPIPE_LAKE__URL": lake.url,
+        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "STOCKPIPE_DASHBOARD__CONSUMER_GROUP": "demo",
+    }
+    console.rule("[bold]dashboard")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        settings = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if "KAFKA" not in k and "CONSUMER" not in k)
+        console.print(f"serve the dashboard on this warehouse with:\n  {settings} stockpipe dashboard --port {port}")
+        return
+    url = f"http://127.0.0.1:{port}/"
+    server = subprocess.Popen(streamlit_argv(port, "127.0.0.1"), env={**streamlit_env(), **env})
+    try:
+        for _ in range(120):  # until /_stcore/health answers, at most a minute
+            try:
+                with urllib.request.urlopen(f"{url}_stcore/health", timeout=1):  # noqa: S310 - loopback
+                    break
+            except OSError:
+                if server.poll() is not None:
+                    console.print(f"[red]the dashboard stopped (exit {server.returncode})")
+                    return
+                time.sleep(0.5)
+        console.print(f"[bold green]dashboard: {url}[/]  (Ctrl-C stops it and the demo's Kafka)")
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()

@@ -55,6 +55,14 @@ def bench_warehouse(out: Path = OUT) -> None:
     _show(run_warehouse_bench(out))
 
 
+@bench_app.command("dashboard")
+def bench_dashboard(out: Path = OUT, loads: int = 20) -> None:
+    """Server-side time per dashboard page (queries + figures) on 500 symbols x 10 years of bars."""
+    from stockpipe.bench.dashboard import run_dashboard_bench
+
+    _show(run_dashboard_bench(out, loads=loads))
+
+
 @bench_app.command("freshness")
 def bench_freshness(out: Path = OUT, duration_s: float = 330.0, symbols: int = 50) -> None:
     """Real-time run: fetched_at to queryable in gold (p50/p95/max), objects per partition-hour, loader CPU."""
@@ -65,8 +73,9 @@ def bench_freshness(out: Path = OUT, duration_s: float = 330.0, symbols: int = 5
 
 @bench_app.command("all")
 def bench_all(out: Path = OUT) -> None:
-    """Every benchmark: stream, batch, warehouse."""
+    """Every benchmark: stream, batch, warehouse, dashboard."""
     bench_stream(out)
     bench_batch(out)
     bench_warehouse(out)
+    bench_dashboard(out)
     bench_freshness(out)
