@@ -12,7 +12,7 @@ export UV_CACHE_DIR := $(CACHE)/uv
 export STOCKPIPE_CACHE_DIR := $(CACHE)
 PYTEST_ARGS ?=
 
-.PHONY: help setup prereqs demo test test-unit test-integration lint fmt bench chaos services-up services-down services-status clean
+.PHONY: help setup prereqs demo test test-unit test-integration lint fmt bench chaos services-up services-down services-status cluster-up cluster-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -75,6 +75,13 @@ services-status:
 .PHONY: images
 images: setup  ## build the four images (stockpipe, stockpipe-jobs, stockpipe-airflow, stockpipe-dashboard :dev) with the local Docker engine
 	$(BIN)/python -m stockpipe.localservices.imagebuild
+
+cluster-up: setup  ## a local Kubernetes control plane (etcd, kube-apiserver, controller-manager) on loopback
+	$(BIN)/stockpipe cluster up
+	$(BIN)/stockpipe cluster status
+
+cluster-down:  ## stop it (by pid) and remove its data
+	$(BIN)/stockpipe cluster down
 
 clean:  ## remove the venv and local state (the download cache stays)
 	-$(BIN)/stockpipe services down

@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests under tests/integration use real services; everything else is a unit test."""
     for item in items:
         parts = Path(str(item.fspath)).parts
-        if "integration" in parts:
+        if "integration" in parts or "cluster" in parts:
             item.add_marker(pytest.mark.integration)
         elif "unit" in parts or "chart" in parts:
             item.add_marker(pytest.mark.unit)

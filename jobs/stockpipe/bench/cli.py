@@ -71,6 +71,14 @@ def bench_freshness(out: Path = OUT, duration_s: float = 330.0, symbols: int = 5
     _show(run_freshness_bench(out, duration_s, symbols))
 
 
+@bench_app.command("cluster")
+def bench_cluster(out: Path = OUT, edits: int = 20) -> None:
+    """Local control plane start time; TickerWatchlist edit -> ConfigMap latency through the operator."""
+    from stockpipe.bench.cluster import run_cluster_bench
+
+    _show(run_cluster_bench(out, edits=edits))
+
+
 @bench_app.command("all")
 def bench_all(out: Path = OUT) -> None:
     """Every benchmark: stream, batch, warehouse, dashboard."""
@@ -79,3 +87,4 @@ def bench_all(out: Path = OUT) -> None:
     bench_warehouse(out)
     bench_dashboard(out)
     bench_freshness(out)
+    bench_cluster(out)

@@ -1,0 +1,1 @@
+"""A local Kubernetes cluster built from source: `stockpipe cluster up|down|status`."""

@@ -1,0 +1,52 @@
+"""`stockpipe cluster up|down|status`: a local Kubernetes control plane (etcd, API server, controllers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+cluster_app = typer.Typer(help="A local Kubernetes cluster built from source (control plane on loopback).")
+console = Console(stderr=True)
+
+RootOption = Annotated[
+    Path | None,
+    typer.Option("--root", envvar="STOCKPIPE_CLUSTER_DIR", help="The cluster's folder (default: <state dir>/cluster)."),
+]
+
+
+@cluster_app.command("up")
+def cluster_up(root: RootOption = None) -> None:
+    """Build the binaries once (~15 min cold), start etcd, kube-apiserver and kube-controller-manager."""
+    from stockpipe.localservices.kube.controlplane import ControlPlane
+
+    info = ControlPlane(root, echo=console.print).up()
+    typer.echo(f"export KUBECONFIG={info.kubeconfig}")
+
+
+@cluster_app.command("down")
+def cluster_down(root: RootOption = None) -> None:
+    """Stop every component by its recorded pid and remove the cluster's data (logs stay)."""
+    from stockpipe.localservices.kube.controlplane import ControlPlane
+
+    ControlPlane(root, echo=console.print).down()
+
+
+@cluster_app.command("status")
+def cluster_status(root: RootOption = None) -> None:
+    """Ask each component whether it is healthy; exit 1 if any is not."""
+    from stockpipe.localservices.kube.controlplane import ControlPlane
+
+    plane = ControlPlane(root, echo=console.print)
+    table = Table("component", "healthy", "detail")
+    results = plane.status()
+    for name, (ok, detail) in results.items():
+        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", detail)
+    Console().print(table)
+    if info := plane.info():
+        Console().print(f"KUBECONFIG={info.kubeconfig}")
+    if not all(ok for ok, _ in results.values()):
+        raise typer.Exit(1)
