@@ -1,4 +1,5 @@
-"""dbt_build: silver and gold (`stockpipe load dbt-build`), whenever a bronze table was loaded."""
+"""dbt_build: silver and gold, whenever a load brought rows to a bronze table; only the branches of the
+tables that got rows since the last build (`stockpipe load dbt-build --changed-only`)."""
 
 from __future__ import annotations
 
@@ -17,4 +18,4 @@ with DAG(
     tags=TAGS,
     doc_md=__doc__,
 ):
-    job_task("dbt_build", ["load", "dbt-build"], warehouse=True)
+    job_task("dbt_build", ["load", "dbt-build", "--changed-only"], warehouse=True)

@@ -1,5 +1,6 @@
 """lake_to_bronze: load new lake objects into bronze, every 15 minutes of the session, once after the
-close, and whenever a history job wrote new bars. Produces the bronze assets that drive dbt_build."""
+close, and whenever a history job wrote new bars. Emits the asset of each bronze table that got rows
+(none after a load that found nothing new), which is what drives dbt_build."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from stockpipe.orchestration.jobs import job_task
 from stockpipe.orchestration.notify import LoadSuccessAlert
 from stockpipe.orchestration.tasks import (
     BRONZE_ASSETS,
+    BRONZE_TABLES,
+    LOAD_LISTING,
     START_DATE,
     TAGS,
+    bronze_announcement,
     dag_defaults,
     lake_to_bronze_schedule,
     scheduled_session_gate,
@@ -28,10 +32,11 @@ with DAG(
 ):
     load = job_task(
         "load_bronze",
-        ["load", "bronze"],
+        ["load", "bronze", "--listing", LOAD_LISTING],
         result=True,
         warehouse=True,
-        outlets=BRONZE_ASSETS,
         on_success_callback=[LoadSuccessAlert()],
     )
     scheduled_session_gate() >> load
+    for table, asset in zip(BRONZE_TABLES, BRONZE_ASSETS, strict=True):
+        load >> bronze_announcement(table, asset, "load_bronze")

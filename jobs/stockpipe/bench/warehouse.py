@@ -10,8 +10,9 @@
   for the run after one more trading day was loaded (target: incremental <= 0.2x full). The history
   is inserted into bronze directly (1.26M single-bar objects would benchmark the file system); the new
   day goes through the lake and the loader like production data.
-- s3_*: the two ways to read an S3 lake into DuckDB (s3fs + pyarrow, or read_parquet through a
-  filesystem registered with DuckDB), on a local MinIO when its binary is built (`make setup`).
+- s3_bronze_vs_local / s3_daily_bars_vs_local: the bronze load rate of the same objects from a local
+  MinIO over the rate from local files, in the same run (quote stream files; a 500-symbol
+  year-to-date backfill of daily bars as the history job writes it), when MinIO is built.
 """
 
 # SQL is built here from identifiers defined in code.
@@ -26,7 +27,6 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,16 +34,19 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from stockpipe.batch import lakeio
 from stockpipe.contracts.bars import DAILY_BAR_SCHEMA, daily_bars_table
 from stockpipe.contracts.messages import QUOTE_V1
-from stockpipe.lake.layout import StreamObject, daily_bar_key
+from stockpipe.lake.layout import DAILY_BARS, BatchObject, StreamObject, daily_bar_key
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata import calendar
 from stockpipe.settings import LakeSettings
+from stockpipe.warehouse.datasets import DAILY_BARS_DS, QUOTES, Dataset
 from stockpipe.warehouse.dbt_runner import changed_branches, run_dbt
-from stockpipe.warehouse.duckdb_target import ArrowReader, DuckDBTarget, FsspecScanReader, ObjectReader
+from stockpipe.warehouse.duckdb_target import DuckDBTarget
 from stockpipe.warehouse.listing import RACY_NS
 from stockpipe.warehouse.loader import BronzeLoader
 from stockpipe.warehouse.settings import WarehouseSettings, WarehouseTargetSettings
@@ -321,15 +324,37 @@ def dbt_timings(work: Path, n_symbols: int = 500, quote_symbols: int = 100) -> d
     }
 
 
-def s3_readers(work: Path, objects: int = 200, rows: int = 500) -> dict[str, Any]:
-    """Rows/s of loading an S3 lake (local MinIO) with each reader; empty when MinIO is not built."""
+def _job_bar_objects(root: Path, symbols: list[str], days: list[date], rows_per_object: int = 25_000) -> list[str]:
+    """A year-to-date backfill as the history job writes it: chunks of symbols, one object each."""
+    history = _bars_history(symbols, days)
+    per_chunk = max(1, rows_per_object // len(days))
+    keys = []
+    for chunk, first in enumerate(range(0, len(symbols), per_chunk)):
+        group = pa.array(symbols[first : first + per_chunk])
+        table = history.filter(pc.is_in(history["symbol"], value_set=group))
+        obj = BatchObject(DAILY_BARS, "backfill", days[0], days[-1], chunk)
+        path = root / obj.key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(
+            lakeio.encode(table.take(pc.sort_indices(table, [("symbol", "ascending"), ("date", "ascending")])))
+        )
+        keys.append(obj.key)
+    return keys
+
+
+def s3_vs_local(work: Path, objects: int = 200, rows: int = 2500) -> dict[str, Any]:
+    """Bronze load rates of the same objects from the local MinIO and from local files, same run.
+
+    Stream files (quotes) and a 500-symbol year-to-date backfill of daily bars in job objects; each
+    load into a fresh bronze, alternating local and S3, best of two each. Empty when MinIO is not built.
+    """
     from stockpipe.localservices.minio import MinioServer
     from stockpipe.localservices.process import free_port
     from stockpipe.localservices.versions import MINIO_VERSION
     from stockpipe.paths import bin_dir
 
     if not (bin_dir() / MINIO_VERSION / "minio").exists():
-        return {"s3_readers": "skipped: MinIO is not built (make setup)"}
+        return {"s3_vs_local": "skipped: MinIO is not built (make setup)"}
     server = MinioServer(work / "minio", free_port(), free_port())
     record = server.start()
     try:
@@ -339,21 +364,37 @@ def s3_readers(work: Path, objects: int = 200, rows: int = 500) -> dict[str, Any
             access_key=server.access_key,
             secret_key=server.secret_key,
         )
-        lake = Lake(settings)
-        local = work / "s3-source"
-        for key in write_quote_objects(local, date(2025, 1, 3), objects, rows):
-            lake.write_atomic(key, (local / key).read_bytes())
-        result: dict[str, Any] = {}
-        readers: dict[str, Callable[[DuckDBTarget], ObjectReader]] = {
-            "s3_arrow_rows_per_s": lambda t: ArrowReader(lake),
-            "s3_fsspec_duckdb_rows_per_s": lambda t: FsspecScanReader(lake, t.conn),
-        }
-        for name, make in readers.items():
-            path = work / f"{name}.duckdb"
+        s3 = Lake(settings)
+        local_root = work / "s3-vs-local"
+        local = Lake(LakeSettings(url=f"file://{local_root}"))
+        stream_keys = write_quote_objects(local_root, date(2025, 1, 3), objects, rows)
+        end = date(2025, 11, 28)
+        bar_keys = _job_bar_objects(
+            local_root, [f"S{i:03d}" for i in range(500)], calendar.sessions_between(date(2025, 1, 1), end)
+        )
+        s3.fs.pipe({s3.path(k): (local_root / k).read_bytes() for k in [*stream_keys, *bar_keys]})
+
+        def rate(lake: Lake, dataset: Dataset) -> float:
+            path = work / f"s3-vs-local-{time.monotonic_ns()}.duckdb"
             with DuckDBTarget(path, lake) as target:
-                target.reader = make(target)
-                report = BronzeLoader(lake, target).run()
-            result[name] = round(report.total_rows / report.seconds)
+                target.ensure_schema()
+                report = BronzeLoader(lake, target, datasets=[dataset]).run()
+            path.unlink()
+            return report.total_rows / report.seconds
+
+        result: dict[str, Any] = {}
+        for name, dataset, count in (
+            ("s3_bronze", QUOTES, len(stream_keys)),
+            ("s3_daily_bars", DAILY_BARS_DS, len(bar_keys)),
+        ):
+            local_rates, s3_rates = [], []
+            for _ in range(2):
+                local_rates.append(rate(local, dataset))
+                s3_rates.append(rate(s3, dataset))
+            result[f"{name}_objects"] = count
+            result[f"{name}_local_rows_per_s"] = round(max(local_rates))
+            result[f"{name}_s3_rows_per_s"] = round(max(s3_rates))
+            result[f"{name}_vs_local"] = round(max(s3_rates) / max(local_rates), 3)
         return result
     finally:
         MinioServer.stop(record)
@@ -366,7 +407,7 @@ def run_warehouse_bench(out_dir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     results: dict[str, Any] = {"cpus": os.cpu_count(), "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
     try:
-        for step in (bronze_throughput, incremental_ratio, dbt_timings, s3_readers):
+        for step in (bronze_throughput, incremental_ratio, dbt_timings, s3_vs_local):
             log.info("warehouse bench: %s", step.__name__)
             results.update(step(work))
     finally:
@@ -375,6 +416,8 @@ def run_warehouse_bench(out_dir: Path) -> dict[str, Any]:
         "bronze_vs_duckdb_copy": ">= 0.5",
         "incremental_ratio": "<= 1.5",
         "dbt_incremental_vs_full": "<= 0.2",
+        "s3_bronze_vs_local": ">= 0.5",
+        "s3_daily_bars_vs_local": ">= 0.5",
     }
     results["bench_s"] = round(time.perf_counter() - started, 1)
     (out_dir / "warehouse.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

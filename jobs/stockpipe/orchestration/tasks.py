@@ -62,6 +62,26 @@ def lake_to_bronze_schedule(settings: AirflowSideSettings | None = None) -> Asse
     return AssetOrTimeSchedule(timetable=clock, assets=AssetAny(LAKE_DAILY_BARS))
 
 
+# `stockpipe load bronze --listing ...`: clock-driven runs list the lake's recent partitions only;
+# runs triggered by a history job (which may have written under an old range's day) or by hand list all.
+LOAD_LISTING = "{{ 'recent' if dag_run.run_type == 'scheduled' else 'full' }}"
+
+
+def bronze_announcement(table: str, asset: Asset, load_task_id: str) -> Any:
+    """A task that emits `asset` (and so triggers dbt_build) only when the load brought `table` rows."""
+
+    @task(task_id=f"announce_{table}", outlets=[asset])
+    def announce() -> int:
+        report = get_current_context()["ti"].xcom_pull(task_ids=load_task_id)
+        rows = (report or {}).get("rows", {}) if isinstance(report, dict) else {}
+        got = int(rows.get(table, 0))
+        if got == 0:
+            raise _skip(f"the load brought no rows to bronze.{table}: nothing for dbt to build")
+        return got
+
+    return announce()
+
+
 def _run_time(context: Any) -> datetime:
     """The instant the run is for: its logical date, or when it was due (asset-triggered runs have none)."""
     at: datetime = context.get("logical_date") or context["dag_run"].run_after
