@@ -6,6 +6,7 @@ import typer
 
 from stockpipe.batch.cli import history_app
 from stockpipe.bench.cli import bench_app
+from stockpipe.dashboard.cli import dashboard_command
 from stockpipe.demo import demo_command
 from stockpipe.lake.cli import lake_app
 from stockpipe.localservices.cli import services_app
@@ -28,6 +29,7 @@ app.add_typer(load_app, name="load")
 app.add_typer(lake_app, name="lake")
 app.add_typer(watch_app, name="watch")
 app.command("calendar")(calendar_command)
+app.command("dashboard")(dashboard_command)
 app.command("demo")(demo_command)
 app.command("producer")(producer_command)
 app.command("consumer")(consumer_command)
