@@ -64,8 +64,8 @@ def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_crds() -> Path:
-    """The Strimzi and MinIO CRDs as released (../shared/crds, or STOCKPIPE_SHARED_CRDS)."""
-    path = Path(os.environ.get("STOCKPIPE_SHARED_CRDS") or REPO.parent / "shared" / "crds")
+    """The Strimzi and MinIO CRDs as released (../shared/crds, or STOCKPIPE_CRDS_DIR)."""
+    path = Path(os.environ.get("STOCKPIPE_CRDS_DIR") or REPO.parent / "shared" / "crds")
     if not path.is_dir():
-        pytest.skip(f"the Strimzi/MinIO CRDs are not at {path} (set STOCKPIPE_SHARED_CRDS)")
+        pytest.skip(f"the Strimzi/MinIO CRDs are not at {path} (set STOCKPIPE_CRDS_DIR)")
     return path

@@ -47,7 +47,11 @@ class Kubectl:
 
     def run(self, *args: str, stdin: str | None = None, timeout_s: float = 60.0) -> Result:
         kubectl = require("kubectl", "apt-get install kubernetes-client")
-        return _run([kubectl, f"--kubeconfig={self.kubeconfig}", *args], {"PATH": "/usr/bin:/bin"}, stdin, timeout_s)
+        # Discovery cache beside the kubeconfig (without HOME kubectl would write ./.kube).
+        cache = f"--cache-dir={self.kubeconfig.parent / '.kube-cache'}"
+        return _run(
+            [kubectl, f"--kubeconfig={self.kubeconfig}", cache, *args], {"PATH": "/usr/bin:/bin"}, stdin, timeout_s
+        )
 
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json").stdout)
