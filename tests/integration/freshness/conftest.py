@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from stockpipe.freshness.writerlock import file_writer_lock, lock_path
 from stockpipe.lake.layout import StreamObject
 from stockpipe.lake.store import Lake
 from stockpipe.localservices.kafka import KafkaBroker
@@ -82,6 +83,12 @@ def bronze_keys(warehouse: Path, table: str, key: list[str]) -> tuple[int, int]:
     """(rows, distinct natural keys) in a bronze table (0, 0 before it exists)."""
     if not warehouse.exists():
         return 0, 0
+    # Between the loader's cycles: it holds the writer lock whenever it has the file open.
+    with file_writer_lock(lock_path(warehouse), timeout_s=120):
+        return _bronze_keys(warehouse, table, key)
+
+
+def _bronze_keys(warehouse: Path, table: str, key: list[str]) -> tuple[int, int]:
     conn = duckdb.connect(str(warehouse), read_only=True)
     try:
         row = conn.execute(f"SELECT count(*), count(DISTINCT ({', '.join(key)})) FROM bronze.{table}").fetchone()  # noqa: S608
