@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 
 
 def profile_env(settings: WarehouseSettings) -> dict[str, str]:
-    """The environment dbt/profiles.yml reads."""
+    """The environment dbt/profiles.yml reads.
+
+    Secrets go only into DBT_ENV_SECRET_* variables (dbt scrubs them from its logs): with key-pair
+    auth the private key's path, and no password at all; a password only when there is no key.
+    """
     wh = settings.warehouse
     sf = wh.snowflake
     env = {
@@ -37,7 +41,16 @@ def profile_env(settings: WarehouseSettings) -> dict[str, str]:
     optional = {
         "STOCKPIPE_WAREHOUSE__SNOWFLAKE__ACCOUNT": sf.account,
         "STOCKPIPE_WAREHOUSE__SNOWFLAKE__USER": sf.user,
-        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__PASSWORD": sf.password.get_secret_value() if sf.password else None,
+        "DBT_ENV_SECRET_SNOWFLAKE_PRIVATE_KEY_PATH": str(sf.private_key_file.resolve())
+        if sf.private_key_file
+        else None,
+        "DBT_ENV_SECRET_SNOWFLAKE_PASSWORD": (
+            sf.password.get_secret_value() if sf.password and not sf.private_key_file else None
+        ),
+        # dbt-snowflake picks key-pair auth from the key itself; the connector's JWT name is not dbt's.
+        "STOCKPIPE_WAREHOUSE__SNOWFLAKE__AUTHENTICATOR": (
+            sf.authenticator if sf.authenticator and sf.authenticator.upper() != "SNOWFLAKE_JWT" else None
+        ),
         "STOCKPIPE_WAREHOUSE__SNOWFLAKE__ROLE": sf.role,
         "STOCKPIPE_WAREHOUSE__SNOWFLAKE__WAREHOUSE": sf.warehouse,
         "STOCKPIPE_WAREHOUSE__SNOWFLAKE__HOST": sf.host,
