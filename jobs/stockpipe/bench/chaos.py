@@ -1,8 +1,16 @@
-"""`make chaos`: faults against the exactly-once path, every record counted by reading the lake back.
+"""`make chaos`: faults against the exactly-once path, every record counted in the lake and in bronze.
 
 Scenarios: the consumer SIGKILLed at 10 random points; the broker restarted mid-stream; the object
-store stopped for 30 s. Each ends with `lost` and `duplicated` counted over the natural key
-(symbol, quote_ts), which is unique per produced record. Writes `.bench/chaos.json`.
+store stopped for 30 s; a rebalance storm (three consumer processes on six partitions joining and
+leaving every few seconds); plus the freshness path's loader and compaction scenarios, and `fuzz`
+(arbitrary inputs through the consumer's batch path in a child process: `inputs`, `crashes`). Each
+stream scenario ends with `lost` and `duplicated` counted over the natural key (symbol, quote_ts),
+unique per produced record, in the lake, and `bronze_lost`/`bronze_duplicated` after the lake is
+loaded into a DuckDB bronze with `BronzeLoader`. Writes `.bench/chaos.json`.
+
+Not here (and why): the operator against a real control plane (the chart issue's harness), the
+zombie writer (it needs conditional writes in `stockpipe.lake.store`, which another change owns),
+a full spool and network faults through a fault proxy.
 """
 
 from __future__ import annotations
@@ -51,6 +59,37 @@ class Scenario:
     lost: int
     duplicated: int
     detail: str = ""
+    bronze_rows: int | None = None  # None: not loaded into bronze
+    bronze_lost: int | None = None
+    bronze_duplicated: int | None = None
+    inputs: int | None = None  # fuzz only
+    crashes: int | None = None  # fuzz only
+
+
+def count_bronze(lake: Lake, produced: int, warehouse: Path) -> tuple[int, int, int]:
+    """(rows in bronze, lost, duplicated) after loading the whole lake with the product's BronzeLoader."""
+    import duckdb
+
+    from stockpipe.warehouse.duckdb_target import DuckDBTarget
+    from stockpipe.warehouse.loader import BronzeLoader
+
+    with DuckDBTarget(warehouse, lake) as target:
+        BronzeLoader(lake, target, listing="full").run()
+    conn = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        row = conn.execute("SELECT count(*), count(DISTINCT (symbol, quote_ts)) FROM bronze.quotes").fetchone()
+    finally:
+        conn.close()
+    assert row is not None
+    rows, distinct = int(row[0]), int(row[1])
+    return rows, produced - distinct, rows - distinct
+
+
+def counted(name: str, produced: int, lake: Lake, work: Path, detail: str) -> Scenario:
+    """A stream scenario's result: every produced record counted in the lake and in bronze."""
+    rows, lost, dup = count_lake(lake, produced)
+    b_rows, b_lost, b_dup = count_bronze(lake, produced, work / f"bronze-{time.monotonic_ns()}.duckdb")
+    return Scenario(name, produced, rows, lost, dup, detail, b_rows, b_lost, b_dup)
 
 
 def count_lake(lake: Lake, produced: int) -> tuple[int, int, int]:
@@ -156,13 +195,11 @@ def consumer_killed(broker: KafkaBroker, work: Path, records: int, kills: int, r
     consumer.start()
     wait_for_rows(lake, produced, 600, produced)
     consumer.stop()
-    rows, lost, dup = count_lake(lake, produced)
-    return Scenario(
+    return counted(
         "consumer SIGKILLed at 10 random points",
         produced,
-        rows,
-        lost,
-        dup,
+        lake,
+        work,
         f"killed after {', '.join(f'{p:,}' for p in points)} rows were in the lake",
     )
 
@@ -186,9 +223,8 @@ def broker_restarted(broker: KafkaBroker, record: Any, work: Path, records: int)
     produced = produce(kafka, quote_messages(records), during=restart_midway)
     wait_for_rows(lake, produced, 600, produced)
     consumer.stop()
-    rows, lost, dup = count_lake(lake, produced)
     detail = "the broker was stopped for 5 s with messages in flight; producer and consumer rode it out"
-    return Scenario("broker restarted mid-stream", produced, rows, lost, dup, detail), state["record"]
+    return counted("broker restarted mid-stream", produced, lake, work, detail), state["record"]
 
 
 def object_store_stopped(broker: KafkaBroker, work: Path, records: int, outage_s: float) -> Scenario:
@@ -228,17 +264,74 @@ def object_store_stopped(broker: KafkaBroker, work: Path, records: int, outage_s
         outage_thread.join()
         wait_for_rows(lake, produced, 600, produced)
         consumer.stop()
-        rows, lost, dup = count_lake(lake, produced)
+        retries = (work / "consumer-s3down.log").read_text().count("retrying")
+        return counted(
+            f"object store stopped for {outage_s:.0f} s",
+            produced,
+            lake,
+            work,
+            f"the consumer retried lake calls {retries} times during the outage",
+        )
     finally:
         terminate((restarted or [minio_record])[-1].pid)
-    retries = (work / "consumer-s3down.log").read_text().count("retrying")
-    return Scenario(
-        f"object store stopped for {outage_s:.0f} s",
+
+
+def rebalance_storm(
+    broker: KafkaBroker, work: Path, records: int, rng: random.Random, every_s: float = 3.0, consumers: int = 3
+) -> Scenario:
+    """Three consumer processes on six partitions, one leaving (SIGTERM or SIGKILL) and rejoining every few seconds."""
+    kafka = isolated_topics(broker.bootstrap, f"storm{rng.randrange(10**6)}", partitions=6)
+    lake_settings = LakeSettings(url=f"file://{work / 'lake-storm'}")
+    lake = Lake(lake_settings)
+    produced = produce(kafka, quote_messages(records))
+    procs = [ConsumerProcess(kafka, lake_settings, work / f"consumer-storm-{i}.log") for i in range(consumers)]
+    for proc in procs:
+        proc.env["STOCKPIPE_SESSION_TIMEOUT_MS"] = "6000"  # a killed member's partitions move on soon
+        proc.start()
+    moves = {"term": 0, "kill": 0}
+    deadline = time.monotonic() + max(120.0, records / 2000)
+    try:
+        while time.monotonic() < deadline and count_lake(lake, produced)[0] < produced:
+            time.sleep(rng.uniform(0.5, every_s))
+            leaving = rng.choice(procs)
+            how = rng.choice(["term", "kill"])
+            if how == "kill":
+                leaving.kill()
+            else:
+                leaving.stop()
+            moves[how] += 1
+            leaving.start()  # rejoins: another rebalance
+        wait_for_rows(lake, produced, 300, produced)
+    finally:
+        for proc in procs:
+            if proc.proc is not None and proc.proc.poll() is None:
+                proc.stop()
+    return counted(
+        "rebalance storm: 3 consumers on 6 partitions joining and leaving",
         produced,
-        rows,
-        lost,
-        dup,
-        f"the consumer retried lake calls {retries} times during the outage",
+        lake,
+        work,
+        f"{moves['term']} clean leaves and {moves['kill']} SIGKILLs, each followed by a rejoin",
+    )
+
+
+def fuzz_scenario(inputs: int, seed: int) -> Scenario:
+    """Arbitrary inputs through the consumer's batch path, in a child process: crashes, hangs, silent drops."""
+    from stockpipe.bench.fuzz import run_fuzz
+
+    report = run_fuzz(inputs, seed=seed)
+    bad = report.silent_drops + report.duplicates + report.hangs
+    return Scenario(
+        "fuzz",
+        report.inputs,
+        report.rows,
+        report.silent_drops,
+        report.duplicates,
+        f"{report.batches:,} batches (each input alone and among good quotes), {report.hangs} hangs,"
+        f" {report.dead_letters:,} dead letters, {report.rows:,} rows, {report.seconds:.0f} s"
+        + (f"; failures: {report.failures[:3]}" if bad or report.crashes else ""),
+        inputs=report.inputs,
+        crashes=report.crashes,
     )
 
 
@@ -248,6 +341,7 @@ def run_chaos(
     seed: int = 20251128,
     outage_s: float = 30.0,
     only: str | None = None,
+    fuzz_inputs: int = 100_000,
 ) -> dict[str, Any]:
     rng = random.Random(seed)  # noqa: S311 - reproducible fault points, not security
     work = Path(tempfile.mkdtemp(prefix="stockpipe-chaos-"))
@@ -265,6 +359,12 @@ def run_chaos(
         if only in (None, "objectstore"):
             console.rule("object store stopped")
             scenarios.append(object_store_stopped(broker, work, records // 4, outage_s))
+        if only in (None, "storm"):
+            console.rule("rebalance storm")
+            scenarios.append(rebalance_storm(broker, work, records, rng))
+        if only in (None, "fuzz"):
+            console.rule(f"fuzz: {fuzz_inputs:,} inputs through the consumer's batch path")
+            scenarios.append(fuzz_scenario(fuzz_inputs, seed))
         from stockpipe.bench import freshness_chaos  # the intraday path, counted in bronze
 
         if only in (None, "loader"):
