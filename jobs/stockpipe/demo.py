@@ -102,6 +102,7 @@ def _run_batch_dags(day: date, lake: LakeSettings, kafka: KafkaSettings, warehou
         # From December: the year-to-date return needs the last close of the year before.
         ("backfill_ytd", {"start": date(day.year - 1, 12, 1).isoformat(), "end": day.isoformat()},
          f"daily bars {day.year - 1}-12-01..{day} from the synthetic provider"),
+        ("lake_compaction", {}, "the session's 30 s stream files compacted into one object per partition"),
         ("lake_to_bronze", {}, "lake -> bronze (DuckDB), only new objects"),
         ("dbt_build", {}, "dbt build: silver, gold, marts and their tests"),
     ]  # fmt: skip
