@@ -18,9 +18,12 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from stockpipe.batch import lakeio
 from stockpipe.bench import lakegen
-from stockpipe.lake.layout import daily_bar_key
+from stockpipe.lake.layout import DAILY_BARS, BatchObject, daily_bar_key
 from stockpipe.lake.store import Lake
+from stockpipe.marketdata import calendar
+from stockpipe.marketdata.history import HistoryBar
 from stockpipe.marketdata.synthetic import SyntheticMarket
 from stockpipe.settings import LakeSettings
 from stockpipe.warehouse.cli import load_app
@@ -203,3 +206,36 @@ def test_dbt_builds_silver_and_gold_on_snowflake(
         assert (
             cur.execute(f"SELECT count(*) FROM {db}.GOLD.MART_SYMBOL_DAILY WHERE ma_90 IS NOT NULL").fetchone()[0] > 0
         )
+
+
+def test_job_objects_beside_per_symbol_objects_load_into_snowflake_once_per_key(
+    tmp_path: Path, snowflake_settings: SnowflakeSettings
+) -> None:
+    lake = Lake(LakeSettings(url=f"file://{tmp_path / 'lake'}"))
+    days = calendar.sessions_between(date(2025, 1, 2), date(2025, 1, 10))
+    lakegen.write_daily_bars(lake, SyntheticMarket(seed=1), ["AAPL", "MSFT"], days[:3])  # the older layout
+    # Two job objects: many symbols and days each, overlapping the older objects and each other.
+    market = SyntheticMarket(seed=1)
+    for kind, symbols, span in (("backfill", ["AAPL", "MSFT", "NVDA"], days), ("gaps", ["NVDA"], days[-2:])):
+        daily = [(s, d, market.daily_bar(s, d)) for s in symbols for d in span]
+        bars = [HistoryBar(s, d, b.open, b.high, b.low, b.close, b.volume) for s, d, b in daily]
+        job = BatchObject(DAILY_BARS, kind, span[0], span[-1], 0)
+        lake.write_atomic(job.key, lakeio.encode(lakeio.bars_table(bars, "synthetic")))
+    with SnowflakeTarget(connect(snowflake_settings), lake, snowflake_settings) as snow:
+        copies = snow.copy_statements(next(iter(loader_batches(lake))))
+        assert sum("COPY INTO" in c for c in copies) == 3  # the per-symbol objects together, each job object alone
+        report = BronzeLoader(lake, snow).run()
+        assert report.loaded_objects == 2 * 3 + 2
+        cur = snow.conn.cursor()
+        keys = cur.execute(f"SELECT symbol, date FROM {snow.schema}.daily_bars").fetchall()
+        assert len(keys) == len(set(keys)) == 3 * len(days)
+        ledger = dict(cur.execute(f"SELECT object_key, row_count FROM {snow.schema}.load_ledger").fetchall())
+        assert ledger[BatchObject(DAILY_BARS, "backfill", days[0], days[-1], 0).key] == 3 * len(days)
+        assert ledger[BatchObject(DAILY_BARS, "gaps", days[-2], days[-1], 0).key] == 2
+
+
+def loader_batches(lake: Lake) -> Any:
+    from stockpipe.warehouse.listing import list_lake
+    from stockpipe.warehouse.loader import batches
+
+    return batches("test", list_lake(lake, DATASETS, {}).objects, 1000, 1 << 30)
