@@ -98,7 +98,7 @@ class ContinuousLoaderSettings(WarehouseSettings):
     catchup_seconds: float = Field(300.0, gt=0, description="how often recent dt= directories are listed")
     catchup_days: int = Field(2, ge=1, le=31, description="UTC days of stream directories a catch-up lists")
     dbt_select: list[str] = Field(default_factory=lambda: list(INTRADAY_MODELS), min_length=1)
-    dbt_target_path: Path = Field(Path("target-continuous"), description="dbt target dir (relative to the project)")
+    dbt_target_path: Path = Field(Path("target/continuous"), description="dbt target dir (relative to the project)")
     build_dbt: bool = Field(True, description="false: bronze only (gold left to Airflow's dbt_build)")
     lock_timeout_seconds: float = Field(600.0, gt=0)
     retry_seconds: float = Field(10.0, gt=0, description="pause after a failed cycle")
