@@ -79,6 +79,14 @@ def bench_cluster(out: Path = OUT, edits: int = 20) -> None:
     _show(run_cluster_bench(out, edits=edits))
 
 
+@bench_app.command("images")
+def bench_images(out: Path = OUT, cold: bool = typer.Option(True, help="also time --no-cache builds")) -> None:
+    """Each image's size, Python environment size, cold and warm build times (local Docker engine)."""
+    from stockpipe.bench.images import run_images_bench
+
+    _show(run_images_bench(out, cold=cold))
+
+
 @bench_app.command("all")
 def bench_all(out: Path = OUT) -> None:
     """Every benchmark: stream, batch, warehouse, dashboard."""
@@ -88,3 +96,4 @@ def bench_all(out: Path = OUT) -> None:
     bench_dashboard(out)
     bench_freshness(out)
     bench_cluster(out)
+    bench_images(out)
