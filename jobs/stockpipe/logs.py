@@ -14,6 +14,8 @@ from typing import Any
 
 # Finnhub (and other HTTP APIs) carry the key in the query string; never let it reach a log line.
 _SECRET_QUERY = re.compile(r"(?i)((?:token|apikey|api_key|key|password|secret)=)[^&\s\"']+")
+# A Slack incoming webhook's path is its secret (hooks.slack.com/services/T.../B.../...).
+_WEBHOOK_PATH = re.compile(r"(/services/)[A-Za-z0-9_\-]+/[A-Za-z0-9_\-]+/[A-Za-z0-9_\-]+")
 _registered_secrets: set[str] = set()
 
 
@@ -25,6 +27,7 @@ def register_secret(value: str | None) -> None:
 
 def redact(text: str) -> str:
     text = _SECRET_QUERY.sub(r"\1***", text)
+    text = _WEBHOOK_PATH.sub(r"\1***", text)
     for secret in _registered_secrets:
         text = text.replace(secret, "***")
     return text
@@ -105,5 +108,5 @@ def setup_logging(level: str = "INFO", json_logs: bool | None = None) -> None:
     sys.excepthook = _redacting_excepthook
     threading.excepthook = _redacting_thread_excepthook
     # Libraries that log full request URLs (with the Finnhub token) at DEBUG.
-    for noisy in ("urllib3", "botocore", "s3fs", "aiobotocore", "fsspec"):
+    for noisy in ("urllib3", "botocore", "s3fs", "aiobotocore", "fsspec", "slack_sdk"):
         logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))

@@ -47,6 +47,8 @@ class SlackAlerter:
         self.client: WebhookClient | None = None
         if webhook_url:
             register_secret(webhook_url.rsplit("/", 1)[-1])  # the last path part is the webhook's secret
+            if "/services/" in webhook_url:
+                register_secret(webhook_url.split("/services/", 1)[1])  # and the whole path identifies it
             self.client = WebhookClient(
                 webhook_url, timeout=timeout_s, retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)]
             )
