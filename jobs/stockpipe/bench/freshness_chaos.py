@@ -79,7 +79,11 @@ def _scenario(name: str, lake: Lake, warehouse: Path, detail: str) -> Scenario:
     rows, distinct = _bronze_quotes(warehouse)
     # lost and duplicated are counted in bronze: the lake's quotes against bronze.quotes' natural keys.
     detail = f"{detail}; bronze.quotes holds {rows:,} rows, {distinct:,} distinct keys"
-    return Scenario(name, in_lake, in_lake, in_lake - distinct, rows - distinct, detail)
+    lost, duplicated = in_lake - distinct, rows - distinct
+    return Scenario(
+        name, in_lake, in_lake, lost, duplicated, detail,
+        bronze_rows=rows, bronze_lost=lost, bronze_duplicated=duplicated,
+    )  # fmt: skip
 
 
 def _env(kafka: KafkaSettings, lake: LakeSettings, warehouse: Path) -> dict[str, str]:
