@@ -185,7 +185,11 @@ def _serve_dashboard(warehouse: Path, lake: LakeSettings, kafka: KafkaSettings, 
     console.rule("[bold]dashboard")
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         settings = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if "KAFKA" not in k and "CONSUMER" not in k)
-        console.print(f"serve the dashboard on this warehouse with:\n  {settings} stockpipe dashboard --port {port}")
+        # soft_wrap: one line, so that it can be copied whatever the terminal's width.
+        console.print(
+            f"serve the dashboard on this warehouse with:\n  {settings} stockpipe dashboard --port {port}",
+            soft_wrap=True,
+        )
         return
     url = f"http://127.0.0.1:{port}/"
     server = subprocess.Popen(streamlit_argv(port, "127.0.0.1"), env={**streamlit_env(), **env})

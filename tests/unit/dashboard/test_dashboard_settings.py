@@ -58,3 +58,17 @@ def test_the_dashboard_imports_nothing_outside_its_dependency_set() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_without_a_terminal_the_demo_prints_how_to_serve_the_dashboard_and_returns(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from stockpipe.demo import _serve_dashboard
+    from stockpipe.settings import KafkaSettings, LakeSettings
+
+    warehouse = tmp_path / "demo warehouse" / "stockpipe.duckdb"
+    _serve_dashboard(warehouse, LakeSettings(url=f"file://{tmp_path}/lake"), KafkaSettings(), 8502)
+    err = capsys.readouterr().err
+    command = next(line for line in err.splitlines() if "stockpipe dashboard" in line)
+    assert f"STOCKPIPE_WAREHOUSE__DUCKDB_PATH='{warehouse}'" in command
+    assert command.endswith("stockpipe dashboard --port 8502")
