@@ -76,8 +76,8 @@ services-status:
 images: setup  ## build the four images (stockpipe, stockpipe-jobs, stockpipe-airflow, stockpipe-dashboard :dev) with the local Docker engine
 	$(BIN)/python -m stockpipe.localservices.imagebuild
 
-cluster-up: setup  ## a local Kubernetes control plane (etcd, kube-apiserver, controller-manager) on loopback
-	$(BIN)/stockpipe cluster up
+cluster-up: setup  ## a local Kubernetes control plane on loopback (CLUSTER_ARGS=--with-node adds a node, as root)
+	$(BIN)/stockpipe cluster up $(CLUSTER_ARGS)
 	$(BIN)/stockpipe cluster status
 
 cluster-down:  ## stop it (by pid) and remove its data

@@ -36,6 +36,15 @@ if ! command -v dockerd >/dev/null 2>&1 || ! command -v debootstrap >/dev/null 2
     echo "note: no dockerd/debootstrap: make images and tests/images need them (sudo apt-get install docker.io debootstrap)" >&2
   fi
 fi
+# The local cluster's node (tests/cluster): Debian's containerd (it comes with docker.io above) and CNI plugins.
+if [ ! -x /usr/lib/cni/bridge ] || ! command -v containerd >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing containerd and containernetworking-plugins (Debian packages) ..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containerd containernetworking-plugins iptables iproute2 >/dev/null
+  else
+    echo "note: no containerd/CNI plugins: the local cluster's node test skips (sudo apt-get install containerd containernetworking-plugins)" >&2
+  fi
+fi
 java_major=$(java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print v[1]}' || true)
 if [ -n "${java_major:-}" ] && [ "$java_major" -lt 17 ]; then missing+=("java: Kafka 4 needs Java 17+, found $java_major"); fi
 if [ ${#missing[@]} -gt 0 ]; then

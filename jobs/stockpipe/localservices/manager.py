@@ -202,7 +202,7 @@ def prefetch(echo: Callable[[str], None] = print) -> None:
     echo(f"helm: {go_install(HELM_MODULE, HELM_VERSION, 'helm')}")
     echo(f"kubeconform: {go_install(KUBECONFORM_MODULE, KUBECONFORM_VERSION, 'kubeconform')}")
     # The local Kubernetes cluster's binaries, built from source (~15 min of 2 cores the first time).
-    from stockpipe.localservices.kube.build import CONTROL_PLANE, binaries_dir, ensure_binaries
+    from stockpipe.localservices.kube.build import CONTROL_PLANE, NODE, binaries_dir, ensure_binaries
 
-    ensure_binaries(CONTROL_PLANE, echo=echo)
+    ensure_binaries((*CONTROL_PLANE, *NODE), echo=echo)
     echo(f"kubernetes: {binaries_dir()}")

@@ -19,11 +19,17 @@ RootOption = Annotated[
 
 
 @cluster_app.command("up")
-def cluster_up(root: RootOption = None) -> None:
-    """Build the binaries once (~15 min cold), start etcd, kube-apiserver and kube-controller-manager."""
+def cluster_up(
+    root: RootOption = None,
+    with_node: Annotated[
+        bool,
+        typer.Option("--with-node", help="Also a node: containerd, CNI bridge, kubelet, scheduler, kube-proxy (root)."),
+    ] = False,
+) -> None:
+    """Build the binaries once (~30 min cold), start etcd, kube-apiserver and kube-controller-manager."""
     from stockpipe.localservices.kube.controlplane import ControlPlane
 
-    info = ControlPlane(root, echo=console.print).up()
+    info = ControlPlane(root, echo=console.print).up(with_node=with_node)
     typer.echo(f"export KUBECONFIG={info.kubeconfig}")
 
 

@@ -187,9 +187,11 @@ class ControlPlane:
 
     # -- up --------------------------------------------------------------------------------------
 
-    def up(self, bind_address: str = "127.0.0.1", extra_server_ips: tuple[str, ...] = ()) -> ClusterInfo:
-        """Build once, then start etcd, kube-apiserver and kube-controller-manager; wait until ready."""
-        if any(self.running(name) for name in CONTROL_PLANE):
+    def up(self, with_node: bool = False) -> ClusterInfo:
+        """Build once, then start etcd, kube-apiserver and kube-controller-manager (and a node); wait until ready."""
+        from stockpipe.localservices.kube.node import GATEWAY, NODE_COMPONENTS, Node
+
+        if any(self.running(name) for name in (*CONTROL_PLANE, *NODE_COMPONENTS)):
             raise ServiceError(f"a cluster is already running under {self.layout.root}: `stockpipe cluster down` first")
         binaries = ensure_binaries(CONTROL_PLANE, echo=self.echo)
         started = time.monotonic()
@@ -197,14 +199,20 @@ class ControlPlane:
         for folder in (self.layout.pki, self.layout.logs, self.layout.records):
             folder.mkdir(parents=True, exist_ok=True)
         self.layout.root.chmod(0o700)
+        node = Node(self.layout, echo=self.echo) if with_node else None
+        # With a node, the API server listens on the pods' bridge gateway: pods reach it there through
+        # the `kubernetes` Service, and so does this machine (a loopback API server is out of pods' reach).
+        bind_address = GATEWAY if node else "127.0.0.1"
         ports = {"etcd": free_port(), "etcd_peer": free_port(), "apiserver": free_port(), "controller_manager": 0}
-        info = self._make_credentials(bind_address, ports["apiserver"], extra_server_ips)
         try:
+            if node:
+                node.make_bridge()
+            info = self._make_credentials(bind_address, ports["apiserver"], ())
             self._start_etcd(binaries["etcd"], ports)
             self._start_apiserver(binaries["kube-apiserver"], ports, info, bind_address)
             ports["controller_manager"] = free_port()
             self._start_controller_manager(binaries["kube-controller-manager"], ports, info)
-            info = ClusterInfo(info.server, info.ca_file, info.admin_token, info.kubeconfig, ports)
+            info = ClusterInfo(info.server, info.ca_file, info.admin_token, info.kubeconfig, ports, with_node)
             info.save(self.layout)
             # The service-account controller creates `default` in every namespace: proof it works,
             # and pods in `default` can be created from here on.
@@ -213,6 +221,8 @@ class ControlPlane:
                 _START_TIMEOUT_S,
                 "kube-controller-manager (default ServiceAccount)",
             )
+            if node:
+                node.up(info)
         except BaseException:
             self.down()
             raise
@@ -350,9 +360,23 @@ class ControlPlane:
         path.unlink()
 
     def down(self) -> None:
-        """Stop every component (newest first) by its recorded pid, then remove the cluster's data."""
+        """Stop every component (newest first) by its recorded pid, then remove the cluster's data.
+
+        With a node: first drain it through the API server (so the kubelet tears each pod's network
+        down), then stop the node's processes and remove its mounts, bridge and rules.
+        """
+        from stockpipe.localservices.kube.node import Node
+
+        info = self.info()
+        node = Node(self.layout, echo=self.echo)
+        if node.dir.exists():
+            if info is not None and self.running("kube-apiserver") and self.running("kubelet"):
+                node.drain(info)
+            node.stop(self.stop)
         for component in reversed(CONTROL_PLANE):
             self.stop(component)
+        if node.dir.exists():
+            node.restore_host()
         self._clean()
 
     def _clean(self) -> None:
@@ -367,9 +391,11 @@ class ControlPlane:
 
     def status(self) -> dict[str, tuple[bool, str]]:
         """Each component's health, by asking it (not only by its pid)."""
+        from stockpipe.localservices.kube.node import NODE_COMPONENTS
+
         info = self.info()
         result: dict[str, tuple[bool, str]] = {}
-        for component in CONTROL_PLANE:
+        for component in (*CONTROL_PLANE, *(NODE_COMPONENTS if info and info.with_node else ())):
             record = self.running(component)
             if record is None or info is None:
                 result[component] = (False, "not running")
@@ -392,6 +418,14 @@ class ControlPlane:
             if info.get("/readyz").strip() != b"ok":
                 raise ServiceError("/readyz is not ok")
             return f"pid {record.pid}, {info.server}, {version}"
+        if component == "kubelet":
+            node = json.loads(info.get("/api/v1/nodes/localhost"))
+            ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+            if not ready or ready[0]["status"] != "True":
+                raise ServiceError(f"node not Ready: {ready[0]['message'] if ready else 'no condition'}")
+            return f"pid {record.pid}, node localhost Ready"
+        if "secure" not in record.ports:
+            return f"pid {record.pid}, running"
         if not _https_ok(f"https://127.0.0.1:{record.ports['secure']}/healthz", _self_signed_context()):
             raise ServiceError("/healthz is not ok")
         return f"pid {record.pid}, healthz ok"

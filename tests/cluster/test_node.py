@@ -1,0 +1,107 @@
+"""`stockpipe cluster up --with-node`: a real node (containerd, CNI bridge, kubelet, scheduler, kube-proxy).
+
+A restricted Deployment runs on it and turns Ready; `cluster down` leaves no process, mount, network
+link, network namespace or iptables chain of the node behind.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from stockpipe.localservices.kube.controlplane import ControlPlane
+from stockpipe.localservices.kube.node import BRIDGE, PAUSE_IMAGE, POD_CIDR, leftovers
+from stockpipe.localservices.kube.tools import RESTRICTED_LABELS, Kubectl
+
+
+def _netns() -> set[str]:
+    return set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+
+
+def _chains() -> str:
+    return "\n".join(
+        line
+        for table in ("filter", "nat", "mangle")
+        for line in subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True).stdout.splitlines()
+        if "KUBE" in line or "CNI" in line
+    )
+
+
+@pytest.fixture
+def node_prerequisites() -> None:
+    missing = [tool for tool in ("containerd", "ctr", "runc", "iptables", "ip") if not shutil.which(tool)]
+    missing += [] if Path("/usr/lib/cni/bridge").exists() else ["containernetworking-plugins"]
+    if os.geteuid() != 0 or missing:
+        pytest.skip(f"a node needs root and {', '.join(missing) or 'root'} (.ci/prereqs.sh installs them)")
+
+
+def _deployment(namespace: str) -> dict[str, object]:
+    # What the restricted Pod Security Standard asks of a pod; the image is the node's own pause image.
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "sleeper", "namespace": namespace},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "sleeper"}},
+            "template": {
+                "metadata": {"labels": {"app": "sleeper"}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65535,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "pause",
+                            "image": PAUSE_IMAGE,
+                            "imagePullPolicy": "Never",
+                            "resources": {"limits": {"cpu": "50m", "memory": "16Mi"}},
+                            "securityContext": {
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "capabilities": {"drop": ["ALL"]},
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def test_node_runs_restricted_pods_and_down_leaves_nothing(node_prerequisites: None, tmp_path: Path) -> None:
+    netns_before, chains_before = _netns(), _chains()
+    plane = ControlPlane(tmp_path / "node-cluster", echo=lambda _: None)
+    try:
+        info = plane.up(with_node=True)
+        assert all(ok for ok, _ in plane.status().values()), plane.status()
+        kubectl = Kubectl(Path(info.kubeconfig))
+        kubectl.namespace("node-check", RESTRICTED_LABELS)
+        kubectl.apply(_deployment("node-check"))
+        kubectl.run("rollout", "status", "deployment/sleeper", "-n", "node-check", "--timeout=120s", timeout_s=150)
+        pods = kubectl.json("get", "pods", "-n", "node-check")["items"]
+        assert len(pods) == 2
+        for pod in pods:
+            assert pod["spec"]["nodeName"] == "localhost"
+            assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network(POD_CIDR)
+        assert len(_netns() - netns_before) == 2
+    finally:
+        plane.down()
+    deadline = time.monotonic() + 10
+    while leftovers(plane.layout.root) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert leftovers(plane.layout.root) == []
+    assert _netns() == netns_before
+    assert _chains() == chains_before
+    assert subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0
+    assert json.loads(json.dumps(sorted(p.name for p in plane.layout.root.iterdir()))) == ["logs"]
