@@ -50,7 +50,10 @@ class Kubectl:
         # Discovery cache beside the kubeconfig (without HOME kubectl would write ./.kube).
         cache = f"--cache-dir={self.kubeconfig.parent / '.kube-cache'}"
         return _run(
-            [kubectl, f"--kubeconfig={self.kubeconfig}", cache, *args], {"PATH": "/usr/bin:/bin"}, stdin, timeout_s
+            [kubectl, f"--kubeconfig={self.kubeconfig}", cache, *args],
+            {"PATH": "/usr/bin:/bin", "HOME": str(self.kubeconfig.parent)},
+            stdin,
+            timeout_s,
         )
 
     def json(self, *args: str) -> Any:
@@ -89,6 +92,9 @@ class Helm:
         helm = go_install(HELM_MODULE, HELM_VERSION, "helm")
         env = {
             "PATH": "/usr/bin:/bin",
+            # helm's discovery cache is $HOME/.kube/cache: without HOME it would land in the working folder.
+            "HOME": str(self.home),
+            "KUBECACHEDIR": str(self.home / "kube-cache"),
             "KUBECONFIG": str(self.kubeconfig),
             "HELM_CACHE_HOME": str(self.home / "cache"),
             "HELM_CONFIG_HOME": str(self.home / "config"),
