@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from .conftest import SCREENSHOTS, BuiltWarehouse, Dashboard
 
@@ -31,6 +32,7 @@ class Page:
         self.page.on("response", self._response)
         self.page.on("console", self._console)
         self._probes = 0
+        self.network_changed = 0
 
     def _response(self, response: Any) -> None:
         if response.status >= 400:
@@ -42,6 +44,11 @@ class Page:
     def _console(self, message: Any) -> None:
         if message.type != "error":
             return
+        if "net::ERR_NETWORK_CHANGED" in message.text:
+            # The host's interfaces changed (other tests on this machine make bridges and namespaces):
+            # Chromium aborts requests in flight. A fact of the machine, not of the page: open() retries.
+            self.network_changed += 1
+            return
         probe_line = message.text.startswith("Failed to load resource: the server responded with a status of 404")
         if probe_line and self._probes > 0:  # the probe's own console line
             self._probes -= 1
@@ -49,8 +56,15 @@ class Page:
         self.errors.append(f"console: {message.text}")
 
     def open(self, path: str) -> None:
-        self.page.goto(f"{self.base}/{path}")
-        self.settle()
+        for attempt in range(3):
+            seen = self.network_changed
+            self.page.goto(f"{self.base}/{path}")
+            try:
+                self.settle()
+                return
+            except PlaywrightTimeout:
+                if self.network_changed == seen or attempt == 2:
+                    raise
 
     def settle(self) -> None:
         """Wait until the script run is over and its charts are drawn; then no exception may be on the page."""
