@@ -130,7 +130,7 @@ def test_an_incremental_build_after_a_new_session_equals_a_full_rebuild(
     built = {r["unique_id"].split(".")[-1] for r in run_results(tmp_path) if r["unique_id"].startswith("model.")}
     assert built == {
         "slv_daily_bars", "slv_quotes", "slv_trades", "dim_symbol", "fct_daily_bars", "fct_quotes", "fct_trades",
-        "fct_corporate_actions", "mart_symbol_daily", "mart_intraday_range",
+        "mart_symbol_daily", "mart_intraday_range",
     }  # fmt: skip
     incremental = snapshot(warehouse_env)
     assert (
@@ -244,7 +244,7 @@ def test_every_model_and_column_is_described_and_docs_generate(
     manifest = json.loads((outcome.target_path / "manifest.json").read_text())
     catalog = json.loads((outcome.target_path / "catalog.json").read_text())
     models = {k: v for k, v in manifest["nodes"].items() if v["resource_type"] in ("model", "seed")}
-    assert len(models) == 14
+    assert len(models) == 15
     for unique_id, node in models.items():
         assert node["description"].strip(), unique_id
         assert node["columns"], unique_id
