@@ -38,7 +38,12 @@ def stream_session(pipeline: Pipeline) -> None:
     assert producer.run().published > 0
     consumer = LakeConsumer(
         ConsumerSettings(
-            kafka=pipeline.kafka, lake=pipeline.lake, metrics_port=0, group_id="dag-test", window_seconds=3600
+            kafka=pipeline.kafka,
+            lake=pipeline.lake,
+            metrics_port=0,
+            group_id="dag-test",
+            window_seconds=3600,
+            session_window_seconds=None,  # hour files: the DAGs are under test here, not freshness
         )
     )
     consumer.run(max_idle_s=4)
