@@ -46,18 +46,20 @@ def test_cli_up_status_down_leaves_no_process_and_no_data(tmp_path: Path, contro
     root = tmp_path / "cli-cluster"
     stockpipe = [sys.executable, "-m", "stockpipe.cli"]
     env = {**os.environ, "STOCKPIPE_CLUSTER_DIR": str(root)}
-    up = subprocess.run([*stockpipe, "cluster", "up"], env=env, capture_output=True, text=True, timeout=300)
-    assert up.returncode == 0, up.stderr
-    assert up.stdout == f"export KUBECONFIG={root / 'kubeconfig'}\n"
-    status = subprocess.run([*stockpipe, "cluster", "status"], env=env, capture_output=True, text=True, timeout=60)
-    assert status.returncode == 0, status.stdout + status.stderr
-    pids = [json.loads(p.read_text())["pid"] for p in (root / "records").glob("*.json")]
-    assert len(pids) == 3
-    assert all(pid_alive(pid) for pid in pids)
-    kubectl = Kubectl(root / "kubeconfig")
-    assert kubectl.json("get", "namespace", "default")["status"]["phase"] == "Active"
-
-    down = subprocess.run([*stockpipe, "cluster", "down"], env=env, capture_output=True, text=True, timeout=120)
+    try:
+        up = subprocess.run([*stockpipe, "cluster", "up"], env=env, capture_output=True, text=True, timeout=300)
+        assert up.returncode == 0, up.stderr
+        assert up.stdout == f"export KUBECONFIG={root / 'kubeconfig'}\n"
+        status = subprocess.run([*stockpipe, "cluster", "status"], env=env, capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stdout + status.stderr
+        pids = [json.loads(p.read_text())["pid"] for p in (root / "records").glob("*.json")]
+        assert len(pids) == 3
+        assert all(pid_alive(pid) for pid in pids)
+        kubectl = Kubectl(root / "kubeconfig")
+        assert kubectl.json("get", "namespace", "default")["status"]["phase"] == "Active"
+    finally:
+        # Whatever failed above, the cluster this test started is stopped (by the pids in its records).
+        down = subprocess.run([*stockpipe, "cluster", "down"], env=env, capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stderr
     assert not any(pid_alive(pid) for pid in pids)
     assert sorted(p.name for p in root.iterdir()) == ["logs"]
