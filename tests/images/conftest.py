@@ -16,6 +16,10 @@ from stockpipe.localservices.docker import DockerEngine, docker_cli
 from stockpipe.localservices.imagebuild import IMAGES, build_all, image_ref
 from stockpipe.localservices.process import ServiceError
 
+# The local control plane of tests/cluster, for the operator image's test (one per session, started only
+# when a test here asks for it).
+from tests.cluster.conftest import chart, cluster, control_plane, helm, kubectl  # noqa: F401
+
 
 @dataclass(frozen=True)
 class Images:

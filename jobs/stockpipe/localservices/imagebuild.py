@@ -10,6 +10,7 @@ build (`--network host`). Both are cached under ~/.cache/stockpipe, as are the e
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import http.server
 import json
@@ -361,14 +362,18 @@ def build_all(
     unknown = set(names or []) - {image.name for image in IMAGES}
     if unknown:
         raise ServiceError(f"unknown image(s) {sorted(unknown)}; known: {[i.name for i in IMAGES]}")
-    args = resolve_bases(engine, log)
-    house = build_wheelhouse(root, log)
-    args["REVISION"] = git_revision(root)
-    results = []
-    with serve_wheelhouse(house) as url:
-        args["WHEELHOUSE_URL"] = url
-        for image in selected:
-            results.append(build_image(engine, image, root, args, log, no_cache=no_cache))
+    # One build at a time on this machine (parallel test sessions, `make images` beside them): they share
+    # the engine, the base, the wheelhouse and its port.
+    with (log.parent / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        args = resolve_bases(engine, log)
+        house = build_wheelhouse(root, log)
+        args["REVISION"] = git_revision(root)
+        results = []
+        with serve_wheelhouse(house) as url:
+            args["WHEELHOUSE_URL"] = url
+            for image in selected:
+                results.append(build_image(engine, image, root, args, log, no_cache=no_cache))
     return results
 
 

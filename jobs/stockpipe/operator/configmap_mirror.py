@@ -95,7 +95,7 @@ async def mirror_configmap(
     """
     settings = _client_settings(timeout=max(interval * 5, 5.0))
     if connection is None:
-        connection = kopf.login_via_client(logger=log, settings=settings)
+        connection = kubeapi.login_without_client(logger=log, settings=settings)
     if connection is None:
         raise kopf.LoginError("no Kubernetes credentials: no service account and no kubeconfig")
     async with kubeapi.connected(connection):

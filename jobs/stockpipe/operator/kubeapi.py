@@ -70,3 +70,11 @@ async def connected(info: kopf.ConnectionInfo) -> AsyncIterator[None]:
     finally:
         auth.vault_var.reset(token)
         await vault.close()
+
+
+def login_without_client(*, settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own readers of the pod's service account, then of $KUBECONFIG: the stream image carries no
+    Kubernetes client library for kopf.login_via_client to use."""
+    return kopf.login_with_service_account(settings=settings, **kwargs) or kopf.login_with_kubeconfig(
+        settings=settings, **kwargs
+    )

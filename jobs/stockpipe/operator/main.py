@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from stockpipe.operator.handlers import WatchlistController
+from stockpipe.operator.kubeapi import login_without_client
 from stockpipe.operator.settings import OperatorSettings
 from stockpipe.settings import load_settings
 
@@ -56,7 +57,7 @@ def run_operator(
     registry = kopf.OperatorRegistry()
     # A fresh registry has no login handler of its own.
     if connection is None:
-        kopf.on.login(registry=registry)(kopf.login_via_client)
+        kopf.on.login(registry=registry)(login_without_client)
     else:
         fixed = connection
 
