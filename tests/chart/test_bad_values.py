@@ -68,10 +68,35 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
     ("configmap-name", {"operator": {"configmapName": "Watch List"}}, "/operator/configmapName"),
     ("airflow-executor", {"airflow": {"executor": "CeleryExecutor"}}, "/airflow/executor"),
     ("dependency-switch", {"strimzi-kafka-operator": {"enabled": "yes"}}, "/strimzi-kafka-operator/enabled"),
+    # The bronze loader is the single continuous writer: its replica count is no value at all.
+    (
+        "bronze-loader-replicas",
+        {"bronzeLoader": {"replicas": 2}},
+        "at '/bronzeLoader': additional properties 'replicas'",
+    ),
+    ("bronze-loader-switch", {"bronzeLoader": {"enabled": "yes"}}, "/bronzeLoader/enabled"),
+    ("bronze-loader-settle", {"bronzeLoader": {"settleSeconds": 120}}, "/bronzeLoader/settleSeconds"),
+    ("bronze-loader-lock-timeout", {"bronzeLoader": {"lockTimeoutSeconds": 0}}, "/bronzeLoader/lockTimeoutSeconds"),
+    ("bronze-loader-group", {"bronzeLoader": {"groupId": "bronze loader"}}, "/bronzeLoader/groupId"),
+    (
+        "lake-objects-partitions",
+        {"kafka": {"topics": {"lakeObjects": {"partitions": 0}}}},
+        "/kafka/topics/lakeObjects/partitions",
+    ),
+    (
+        "warehouse-volume-one-pod",
+        {"warehouse": {"duckdb": {"persistence": {"accessModes": ["ReadWriteOncePod"]}}}},
+        "warehouse.duckdb.persistence.accessModes",
+    ),
 ]
 
 # Fields checked by a template `fail` only (cross-value comparisons).
-TEMPLATE_CHECKS = {"consumer.replicas", "kafka.minInsyncReplicas", "kafka.replicas"}
+TEMPLATE_CHECKS = {
+    "consumer.replicas",
+    "kafka.minInsyncReplicas",
+    "kafka.replicas",
+    "warehouse.duckdb.persistence.accessModes",
+}
 
 
 @pytest.mark.parametrize(("values", "field"), [(v, f) for _, v, f in BAD_VALUES], ids=[i for i, _, _ in BAD_VALUES])

@@ -160,9 +160,9 @@ def test_workloads_never_create_topics_and_use_their_own_kafka_user(rendered: di
     objects = rendered["defaults"]
     users = {u["metadata"]["name"] for u in _by_kind(objects, "KafkaUser")}
     topics = {t["spec"]["topicName"]: t for t in _by_kind(objects, "KafkaTopic")}
-    assert set(topics) == {"quotes", "trades", "dlq", "heartbeats"}
+    assert set(topics) == {"quotes", "trades", "dlq", "heartbeats", "lake-objects"}
     assert {(t["spec"]["replicas"], t["spec"]["config"]["min.insync.replicas"]) for t in topics.values()} == {(3, "2")}
-    for component in ("producer", "consumer"):
+    for component in ("producer", "consumer", "bronze-loader"):
         container = _deployment(objects, component)["spec"]["template"]["spec"]["containers"][0]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["STOCKPIPE_KAFKA__CREATE_TOPICS"] == "false"

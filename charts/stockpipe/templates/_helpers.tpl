@@ -41,14 +41,15 @@ helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace 
 {{- end }}
 {{- end }}
 
-{{/* Liveness and readiness on one HTTP endpoint: (dict "path" "/healthz" "port" "metrics" "liveDelay" 20 "readyDelay" 5). */}}
+{{/* Liveness and readiness on one HTTP endpoint: (dict "path" "/healthz" "port" "metrics" "liveDelay" 20 "readyDelay" 5),
+optionally "liveFailures" (consecutive failed liveness checks, 20 s apart, before a restart; default 3). */}}
 {{- define "stockpipe.httpProbes" -}}
 livenessProbe:
   httpGet: {path: {{ .path }}, port: {{ .port }}}
   initialDelaySeconds: {{ .liveDelay }}
   periodSeconds: 20
   timeoutSeconds: 5
-  failureThreshold: 3
+  failureThreshold: {{ .liveFailures | default 3 }}
 readinessProbe:
   httpGet: {path: {{ .path }}, port: {{ .port }}}
   initialDelaySeconds: {{ .readyDelay }}
@@ -179,6 +180,9 @@ imagePullSecrets:
   value: {{ $k.topics.dlq.name | quote }}
 - name: STOCKPIPE_KAFKA__TOPIC_HEARTBEATS
   value: {{ $k.topics.heartbeats.name | quote }}
+{{- /* The consumer announces the objects it writes here for the bronze loader; empty (no loader): it announces nothing. */}}
+- name: STOCKPIPE_KAFKA__TOPIC_LAKE_OBJECTS
+  value: {{ ternary $k.topics.lakeObjects.name "" $root.Values.bronzeLoader.enabled | quote }}
 {{- end }}
 
 {{- define "stockpipe.kafkaCaMounted" -}}
@@ -249,6 +253,45 @@ imagePullSecrets:
 {{/* The DuckDB warehouse volume's claim. */}}
 {{- define "stockpipe.warehouseClaim" -}}
 {{- default (include "stockpipe.componentName" (list . "warehouse")) .Values.warehouse.duckdb.persistence.existingClaim }}
+{{- end }}
+
+{{/*
+The warehouse in a pod: the DuckDB volume (file and writer lock) or the Snowflake private key.
+(list $ false): read-write (the loaders); (list $ true): read-only (the dashboard).
+*/}}
+{{- define "stockpipe.warehouseMounts" -}}
+{{- $root := index . 0 }}
+{{- if eq $root.Values.warehouse.target "duckdb" -}}
+- name: warehouse
+  mountPath: /var/lib/stockpipe/warehouse
+  {{- if index . 1 }}
+  readOnly: true
+  {{- end }}
+{{- else -}}
+- name: snowflake-key
+  mountPath: /etc/stockpipe/snowflake
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{- define "stockpipe.warehouseVolumes" -}}
+{{- $root := index . 0 }}
+{{- if eq $root.Values.warehouse.target "duckdb" -}}
+- name: warehouse
+  persistentVolumeClaim:
+    claimName: {{ include "stockpipe.warehouseClaim" $root }}
+    {{- if index . 1 }}
+    readOnly: true
+    {{- end }}
+{{- else -}}
+- name: snowflake-key
+  secret:
+    secretName: {{ $root.Values.secrets.snowflake.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $root.Values.secrets.snowflake.privateKeyKey }}
+        path: rsa_key.p8
+{{- end }}
 {{- end }}
 
 {{/*
@@ -395,6 +438,9 @@ its variable: (list $ "producer" (list "kafka" "finnhub" "slack" "lake")). Rende
 {{- if and $v.warehouse.snowflake.stageUrl (not $v.warehouse.snowflake.storageIntegration) }}
 {{- fail "warehouse.snowflake.storageIntegration is required with warehouse.snowflake.stageUrl" }}
 {{- end }}
+{{- end }}
+{{- if and (eq $v.warehouse.target "duckdb") (has "ReadWriteOncePod" $v.warehouse.duckdb.persistence.accessModes) }}
+{{- fail "warehouse.duckdb.persistence.accessModes: ReadWriteOncePod lets one pod mount the DuckDB volume, but the bronze loader, the Airflow job pods and the dashboard share it (ReadWriteOnce on one node, ReadWriteMany across nodes)" }}
 {{- end }}
 {{- if and $v.ingress.enabled (not $v.ingress.className) }}
 {{- fail "ingress.className is required when ingress.enabled is true (the chart assumes no controller: name yours, e.g. traefik)" }}
