@@ -17,11 +17,20 @@ have held uncommitted) are checked in chunks of 64, each under a marker naming i
 commit of the same offset), and a chunk named by a crash is checked one message at a time. Once
 the crashes outnumber `crash_loop_restarts` and the marker names a single message, that message
 goes to the dead-letter topic as `crashed_consumer` without being parsed again.
+
+Zombies: a consumer paused past its session timeout (SIGSTOP, a long GC, a frozen VM) may wake with
+a batch whose partition has moved on. Every object is written with `Lake.write_new` (first write of
+a name wins; a retry of identical bytes is a no-op) after checking that the lake does not already
+hold the partition past the object's first offset. A refused write is fenced: the batch is given up,
+its offsets are not committed, and a synchronous commit asks the group whether the partition is
+still ours: if not (a zombie), it is forgotten; if so (the other writer was a zombie that got ahead
+of us), it re-reads from the lake's resume point.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import gc
 import logging
 import operator
@@ -40,13 +49,13 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 from pydantic import Field, SecretStr, field_validator
-from tenacity import RetryCallState, retry, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import RetryCallState, retry, retry_if_not_exception_type, stop_after_delay, wait_exponential
 
 from stockpipe.alerts.slack import SlackAlerter
 from stockpipe.contracts.messages import DLQ_V1, QUOTE_V1, TRADE_V1, WATERMARK_V1, MessageSchema, iso
 from stockpipe.freshness.notify import ObjectNotifier
 from stockpipe.lake.layout import StreamObject
-from stockpipe.lake.store import Lake
+from stockpipe.lake.store import Lake, ObjectConflict
 from stockpipe.observability import start_observability
 from stockpipe.settings import KafkaSettings, LakeSettings, StockpipeSettings
 from stockpipe.stream.heartbeat import Heartbeat
@@ -63,6 +72,7 @@ ROWS_WRITTEN = Counter("stockpipe_consumer_rows_written_total", "Rows written to
 FILES_WRITTEN = Counter("stockpipe_consumer_files_written_total", "Objects written to the lake", ["dataset"])
 DLQ = Counter("stockpipe_consumer_dead_letters_total", "Messages sent to the dead-letter topic", ["topic", "reason"])
 LAKE_RETRIES = Counter("stockpipe_consumer_lake_write_retries_total", "Lake writes retried")
+FENCED = Counter("stockpipe_consumer_fenced_writes_total", "Lake writes refused: another writer was ahead")
 COMMIT_FAILURES = Counter("stockpipe_consumer_commit_failures_total", "Offset commits that failed")
 BUFFERED = Gauge("stockpipe_consumer_buffered_rows", "Rows waiting for their file to close")
 LAST_FLUSH = Gauge("stockpipe_consumer_last_flush_timestamp_seconds", "When the last object was written")
@@ -97,7 +107,7 @@ class ConsumerSettings(StockpipeSettings):
     alert_after_retries: int = Field(3, ge=1, description="lake or broker failures in a row that open an incident")
     dlq_alert_ratio: float = Field(0.05, gt=0, le=1, description="dead letters per message above which to alert")
     dlq_alert_min_messages: int = Field(
-        100, ge=1, description="messages in a heartbeat interval before the ratio counts"
+        100, ge=1, description="messages (accumulated over heartbeats) that one dead-letter rate is judged on"
     )
     crash_loop_restarts: int = Field(
         3, ge=1, le=100, description="starts at the same offset after which the message found there is dead-lettered"
@@ -119,6 +129,18 @@ class ConsumerSettings(StockpipeSettings):
 
 
 _MARKER = "stockpipe-crash-marker/1:"
+_NOT_SEEN = 2**62  # the position of a partition waiting to re-read from the lake: nothing in flight is fresh
+_NOT_OURS = (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION)
+
+
+class _Fenced(Exception):
+    """A lake write refused because another writer holds the partition's data past this object's start."""
+
+    def __init__(self, obj: StreamObject, why: str) -> None:
+        super().__init__(f"write of {obj.key} fenced: {why}")
+        self.obj = obj
+
+
 _CAREFUL_CHUNK = 64
 
 
@@ -272,6 +294,7 @@ class LakeConsumer:
         self._to_commit: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}  # what this incarnation last committed
         self._careful: dict[tuple[str, int], _Careful] = {}
+        self._resync: set[tuple[str, int]] = set()  # fenced partitions still ours: re-read from the lake
         self._dlq_pending = 0
         self._dlq_unmarked = False
         self.consumer = Consumer(
@@ -421,6 +444,7 @@ class LakeConsumer:
             self._to_commit.pop((tp.topic, tp.partition), None)
             self._committed.pop((tp.topic, tp.partition), None)
             self._careful.pop((tp.topic, tp.partition), None)
+            self._resync.discard((tp.topic, tp.partition))
             if state:
                 log.info(
                     "%s %s[%d]: %d buffered rows dropped, re-read by the next owner",
@@ -439,12 +463,20 @@ class LakeConsumer:
             LAKE_RETRIES.inc()
             exc = state.outcome.exception() if state.outcome else None
             log.warning("lake %s failed (%s); retrying", what, exc)
-            self._failed(
-                "lake-unreachable", f"the lake ({self.settings.lake.url}) fails: {exc}; writes and commits wait"
-            )
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                # Nothing half-written stays (the temporary is removed); polling waits with the write.
+                self._failed(
+                    "lake-space-full",
+                    f"no space left for the lake's files ({self.settings.lake.url}): this consumer takes no"
+                    " new work and commits nothing until space returns",
+                )
+            else:
+                self._failed(
+                    "lake-unreachable", f"the lake ({self.settings.lake.url}) fails: {exc}; writes and commits wait"
+                )
 
         retrying = retry(
-            retry=retry_if_exception_type(Exception),
+            retry=retry_if_not_exception_type(_Fenced),  # a refused write is an answer, not an outage
             wait=wait_exponential(multiplier=0.5, max=15),
             stop=stop_after_delay(self.settings.lake_retry_seconds),
             before_sleep=before_sleep,
@@ -452,6 +484,7 @@ class LakeConsumer:
         )
         result = retrying(call)()
         self._recovered("lake-unreachable", "the lake answers again: writing and committing")
+        self._recovered("lake-space-full", "the lake has space again: writing and committing")
         return result
 
     def _failed(self, key: str, detail: str) -> None:
@@ -465,22 +498,39 @@ class LakeConsumer:
             self.alerter.resolve(key, f":white_check_mark: stockpipe consumer: {detail}")
 
     def _check_dead_letter_rate(self) -> None:
-        """Dead letters per message since the last check (a heartbeat interval) against the threshold."""
+        """Dead letters per message over the last dlq_alert_min_messages or more, against the threshold.
+
+        Checked at heartbeats; the count accumulates across them until it is large enough to judge, so a
+        slow stream (few messages a heartbeat) is judged too and the verdict does not hang on the timing.
+        """
         messages, letters = self.stats.messages, self.stats.dead_letters
         seen, dead = messages - self._rate_mark[0], letters - self._rate_mark[1]
+        if seen < self.settings.dlq_alert_min_messages:
+            return
         self._rate_mark = (messages, letters)
-        if seen >= self.settings.dlq_alert_min_messages and dead / seen > self.settings.dlq_alert_ratio:
+        if dead / seen > self.settings.dlq_alert_ratio:
             self.alerter.incident(
                 "dead-letter-rate",
                 f":warning: stockpipe consumer: {dead} of {seen} messages went to the dead-letter topic"
                 f" ({dead / seen:.1%}, threshold {self.settings.dlq_alert_ratio:.1%}): a producer sends bad data",
                 kind="consumer",
             )
-        elif seen >= self.settings.dlq_alert_min_messages:
+        else:
             self.alerter.resolve("dead-letter-rate", ":white_check_mark: stockpipe consumer: dead-letter rate normal")
 
+    def _write_fenced(self, obj: StreamObject, data: bytes) -> None:
+        """Write an object unless another writer holds the partition past its start (raises _Fenced)."""
+        ahead = find_resume_offset(self.lake, obj.dataset, obj.topic, obj.partition)
+        if ahead is not None and ahead > obj.first_offset and not self.lake.exists(obj.key):
+            raise _Fenced(obj, f"the lake holds {obj.topic}[{obj.partition}] up to offset {ahead - 1} already")
+        try:
+            if not self.lake.write_new(obj.key, data):
+                log.info("%s is in the lake already with the same bytes (a retry, or another writer): kept", obj.key)
+        except ObjectConflict as exc:
+            raise _Fenced(obj, "the name is taken by other bytes") from exc
+
     def _write_object(self, obj: StreamObject, data: bytes, rows: int) -> None:
-        self._with_lake_retries(f"write of {obj.key}", lambda: self.lake.write_atomic(obj.key, data))
+        self._with_lake_retries(f"write of {obj.key}", lambda: self._write_fenced(obj, data))
         ROWS_WRITTEN.labels(obj.dataset).inc(rows)
         FILES_WRITTEN.labels(obj.dataset).inc()
         LAST_FLUSH.set_to_current_time()
@@ -704,12 +754,67 @@ class LakeConsumer:
                 continue
             rows = valid if len(present) == 1 else valid.slice(bounds[0][i], bounds[1][i] - bounds[0][i])
             marks = [(w.offset, w.ts) for w in checked.watermarks if w.partition == p]
-            state.add(rows, marks)
+            try:
+                state.add(rows, marks)
+            except _Fenced as fenced:
+                self._give_up(state, fenced)
+                continue
             state.position = int(offsets[partitions == p].max()) + 1
             if state.buffered == 0 and state.position > state.next_offset:
                 # Nothing open: rejects and watermarks past the last object may be committed too.
                 self._to_commit[(topic, int(p))] = state.position
         BUFFERED.set(sum(s.buffered for s in self.partitions.values()))
+
+    def _give_up(self, state: PartitionFiles, fenced: _Fenced) -> None:
+        """A fenced write: give the batch up, commit nothing for it, and find out whether the partition is ours."""
+        FENCED.inc()
+        key = (state.topic, state.partition)
+        rows = state.buffered
+        state.drop()
+        self._to_commit.pop(key, None)
+        if not self._still_owner(key):
+            log.warning(
+                "%s; %s[%d] belongs to another consumer now: %d rows given up, nothing committed", fenced, *key, rows
+            )
+            self._forget([TopicPartition(*key)], "fenced")
+            return
+        log.warning("%s; %d rows given up, nothing committed; %s[%d] re-reads from the lake", fenced, rows, *key)
+        state.position = _NOT_SEEN  # what is in flight for it is stale now
+        self._resync.add(key)
+
+    def _still_owner(self, key: tuple[str, int]) -> bool:
+        """Ask the group (a synchronous commit of what is committed already) whether a partition is still ours."""
+        offset = self._committed.get(key)
+        if offset is None:
+            return True  # nothing to ask with; re-reading from the lake is safe either way
+        try:
+            self.consumer.commit(
+                offsets=[TopicPartition(*key, offset, metadata=self._marker_of(key))], asynchronous=False
+            )
+        except KafkaException as exc:
+            return exc.args[0].code() not in _NOT_OURS
+        return True
+
+    def _resync_partitions(self) -> None:
+        """Fenced partitions that are still ours resume after the lake's newest object, like an assignment."""
+        self._complete_pending()  # nothing older in flight: what the seek re-reads comes next, in order
+        for key in sorted(self._resync):
+            state = self.partitions.get(key)
+            if state is None:
+                continue
+            resume = self._with_lake_retries(
+                f"lookup of {key[0]}[{key[1]}]",
+                lambda: find_resume_offset(self.lake, state.schema.dataset, *key),  # noqa: B023
+            )
+            state.next_offset = state.position = resume or 0
+            try:
+                self.consumer.seek(TopicPartition(*key, state.position))
+            except KafkaException as exc:
+                log.warning("seek of %s[%d] failed (%s); it is left to the next assignment", *key, exc)
+                self._forget([TopicPartition(*key)], "unseekable")
+                continue
+            log.info("%s[%d] re-reads from offset %d (the lake's resume point)", *key, state.position)
+        self._resync.clear()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         age = time.monotonic() - self.stats.last_loop
@@ -753,6 +858,8 @@ class LakeConsumer:
                         idle_since = self.stats.last_loop  # idleness counts from the assignment on
                     elif max_idle_s is not None and self.stats.last_loop - idle_since > max_idle_s:
                         break
+                if self._resync:
+                    self._resync_partitions()
                 self.dlq.poll(0)
                 self._commit_pending()
                 if self.heartbeat.beat_if_due(

@@ -28,9 +28,6 @@ from stockpipe.localservices.process import free_port
 from stockpipe.settings import KafkaSettings, LakeSettings
 from tests.integration.warehouse.conftest import SyntheticLake, write_synthetic_lake
 
-# The warehouse tests' fake Snowflake server, for the query layer's Snowflake side.
-from tests.integration.warehouse.conftest import fakesnow_server as fakesnow_server
-
 REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
 # The browser's own download is out of reach: Debian's Chromium, without anything that calls home.

@@ -9,7 +9,6 @@ few dead letters (dlq.v1).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -86,33 +85,6 @@ def local_lake(tmp_path_factory: pytest.TempPathFactory) -> SyntheticLake:
 @pytest.fixture
 def minio_lake(s3_lake: LakeSettings) -> SyntheticLake:
     return write_synthetic_lake(s3_lake, symbols=SYMBOLS[:2])
-
-
-@pytest.fixture(scope="session")
-def fakesnow_server() -> Iterator[dict[str, Any]]:
-    """fakesnow's HTTP server, for snowflake-connector-python itself to talk to (connect kwargs).
-
-    Its sessions share one in-memory instance: each test uses a database of its own.
-
-    fakesnow emulates MERGE with a scratch table whose (empty) comment it records in a second DuckDB
-    catalog; DuckDB refuses a transaction that writes two catalogs, so a MERGE inside BEGIN...COMMIT
-    fails in fakesnow although Snowflake runs it. The fake's bookkeeping for that scratch table is
-    skipped here; the loader's SQL is untouched.
-    """
-    import fakesnow
-    from fakesnow import info_schema
-
-    original = info_schema.insert_table_comment_sql
-
-    def comment_sql(catalog: str, schema: str, table: str, comment: str) -> str:
-        if table.upper() == "MERGE_CANDIDATES":
-            return "SELECT 1"
-        return original(catalog, schema, table, comment)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(info_schema, "insert_table_comment_sql", comment_sql)
-        with fakesnow.server() as kwargs:
-            yield kwargs
 
 
 @pytest.fixture
