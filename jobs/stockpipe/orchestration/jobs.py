@@ -77,7 +77,9 @@ def _pod_kwargs(settings: AirflowSideSettings, task_id: str, argv: list[str], re
         cmds, arguments = RESULT_WRAPPER[:1], [*RESULT_WRAPPER[1:], "stockpipe", *argv]
     else:
         cmds, arguments = ["stockpipe"], argv
+    template = {"pod_template_file": str(settings.pod_template_file)} if settings.pod_template_file else {}
     return {
+        **template,
         "in_cluster": True,
         "namespace": settings.namespace,
         "image": settings.image,

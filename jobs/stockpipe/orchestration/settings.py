@@ -68,6 +68,9 @@ class AirflowSideSettings(BaseModel):
     env_configmaps: list[str] = Field(default_factory=list)
     pod_env: dict[str, str] = Field(default_factory=dict)
     resources: PodResources = PodResources()
+    # The chart's pod template (volumes, Secrets as files, the warehouse claim); the operator's own
+    # fields above are merged over it.
+    pod_template_file: Path | None = None
     startup_timeout_s: int = Field(300, ge=10)
     job_timeout_minutes: int = Field(120, ge=1)
     retries: int = Field(2, ge=0)

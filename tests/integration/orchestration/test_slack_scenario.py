@@ -54,9 +54,9 @@ def test_success_failure_heartbeat_lost_and_recovered_once_each(
     texts = slack_standin.texts()
     assert len(texts) == 4, texts
     success, failure, lost, recovered = texts
-    n = len(SYMBOLS)  # one bar object per symbol
+    n = len(SYMBOLS)  # the daily job writes one bar object holding every symbol's bar
     assert success.startswith(
-        f":white_check_mark: stockpipe `lake_to_bronze`: loaded {n} files, {n} rows (daily_bars {n})"
+        f":white_check_mark: stockpipe `lake_to_bronze`: loaded 1 files, {n} rows (daily_bars {n})"
     )
     assert failure.startswith(":x: stockpipe `backfill_ytd.history_backfill` failed (try 1): ")
     assert "STOCKPIPE_FINNHUB_TOKEN" in failure

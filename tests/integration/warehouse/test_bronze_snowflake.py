@@ -195,7 +195,7 @@ def test_dbt_builds_silver_and_gold_on_snowflake(
     assert build.exit_code == 0, build.output
     results = json.loads((tmp_path / "dbt-target" / "run_results.json").read_text())["results"]
     assert {r["status"] for r in results} == {"success", "pass"}
-    assert sum(r["unique_id"].startswith("model.") for r in results) == 9
+    assert sum(r["unique_id"].startswith("model.") for r in results) == 10  # fct_corporate_actions included
     with SnowflakeTarget(connect(snowflake_settings), local_lake.lake, snowflake_settings) as snow:
         cur = snow.conn.cursor()
         db = snowflake_settings.database

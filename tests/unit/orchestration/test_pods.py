@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import kubernetes_validate
@@ -13,7 +14,7 @@ import pytest
 DAGS = Path(__file__).resolve().parents[3] / "dags"
 K8S_VERSION = "1.33.0"
 JOB_TASKS = {
-    ("lake_to_bronze", "load_bronze"): ["load", "bronze"],
+    ("lake_to_bronze", "load_bronze"): ["load", "bronze", "--listing", "recent"],
     ("daily_history", "history_daily"): ["history", "daily", "--date", "2025-12-01"],
     ("gap_backfill", "history_gaps"): ["history", "gaps", "--end", "2025-12-01"],
     ("backfill_ytd", "history_backfill"): [
@@ -25,10 +26,11 @@ JOB_TASKS = {
         "2025-12-01",
         "--no-refetch",
     ],
-    ("dbt_build", "dbt_build"): ["load", "dbt-build"],
+    ("dbt_build", "dbt_build"): ["load", "dbt-build", "--changed-only"],
     ("pipeline_watch", "probe"): ["watch", "probe", "--as-of", "2025-12-01T23:30:00+00:00"],
+    ("lake_compaction", "lake_compact"): ["lake", "compact", "--date", "2025-12-01"],
 }
-WITH_RESULT = {"load_bronze", "history_daily", "history_gaps", "history_backfill", "probe"}
+WITH_RESULT = {"load_bronze", "history_daily", "history_gaps", "history_backfill", "probe", "lake_compact"}
 
 
 class FakeTI:
@@ -48,6 +50,7 @@ class FakeTI:
 _GATE: dict[str, Any] = {
     "daily_history": "2025-12-01",
     "gap_backfill": "2025-12-01",
+    "lake_compaction": "2025-12-01",
     "backfill_ytd": {"start": "2025-01-01", "end": "2025-12-01", "sessions": 230},
 }
 _current = [""]
@@ -81,7 +84,7 @@ def render_pod(dag: Any, task_id: str) -> dict[str, Any]:
         "run_id": "scheduled__2025-12-01T23:30:00+00:00",
         "params": {"refetch": False},
         "logical_date": at,
-        "dag_run": None,
+        "dag_run": SimpleNamespace(run_type="scheduled"),  # a scheduled run lists recent objects only
         "dag": dag,
     }
     task.render_template_fields(context)
@@ -138,3 +141,53 @@ def test_the_pod_operator_settings_the_brief_fixes(cluster_dags: dict[str, Any])
     assert task.do_xcom_push is True
     assert [s.secret for s in task.secrets] == ["stockpipe-lake", "stockpipe-finnhub"]
     assert {s.deploy_type for s in task.secrets} == {"env"}
+
+
+POD_TEMPLATE = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  labels:
+    app.kubernetes.io/component: job
+spec:
+  restartPolicy: Never
+  containers:
+    - name: base
+      image: template-image:0
+      volumeMounts:
+        - name: warehouse
+          mountPath: /var/lib/stockpipe/warehouse
+  volumes:
+    - name: warehouse
+      persistentVolumeClaim:
+        claimName: stockpipe-warehouse
+"""
+
+
+def test_the_charts_pod_template_is_merged_under_the_operators_fields(
+    cluster_dags: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STOCKPIPE_AIRFLOW__POD_TEMPLATE_FILE (set by the chart) reaches the operator: the template's
+    volumes and mounts stay, the operator's image and command win."""
+    from stockpipe.orchestration.jobs import job_task
+    from stockpipe.orchestration.settings import airflow_settings
+
+    template = tmp_path / "pod_template.yaml"
+    template.write_text(POD_TEMPLATE)
+    monkeypatch.setenv("STOCKPIPE_AIRFLOW__POD_TEMPLATE_FILE", str(template))
+    airflow_settings.cache_clear()
+    try:
+        settings = airflow_settings()
+    finally:
+        airflow_settings.cache_clear()
+    assert settings.pod_template_file == template
+    dag = cluster_dags["dbt_build"]
+    task = job_task("dbt_build_templated", ["load", "dbt-build"], settings=settings, dag=dag)
+    pod = render_pod(dag, task.task_id)
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    base = next(c for c in pod["spec"]["containers"] if c["name"] == "base")
+    assert base["image"] == "registry.example/stockpipe:1.2.3"
+    assert base["command"] + base["args"] == ["stockpipe", "load", "dbt-build"]
+    assert {"name": "warehouse", "mountPath": "/var/lib/stockpipe/warehouse"} in base["volumeMounts"]
+    assert {"name": "warehouse", "persistentVolumeClaim": {"claimName": "stockpipe-warehouse"}} in pod["spec"]["volumes"]
+    assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "job"
