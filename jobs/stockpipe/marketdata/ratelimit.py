@@ -60,7 +60,13 @@ class RateBudget:
                 wait = self._wait_time(now)
                 if wait <= 0:
                     self._log.append(now)
-                    self._next_slot = max(now, self._next_slot) + self.interval_s
+                    # Slots follow the schedule, not the wake-up: a caller woken late (a busy core,
+                    # sleep overshoot) does not push every later slot back. Only a gap longer than one
+                    # interval (idle, paused) restarts the schedule from now; the 60 s log still
+                    # guards the budget.
+                    behind = now - self._next_slot
+                    base = self._next_slot if behind < self.interval_s else now
+                    self._next_slot = base + self.interval_s
                     self.calls += 1
                     self.waited_s += waited
                     return waited
