@@ -2,10 +2,16 @@
 
 Writes are atomic: locally a temporary file renamed into place; on S3 a single PUT (or a completed
 multipart upload), which S3 publishes whole. No reader ever sees half an object.
+
+`write_new` is the fenced write of the stream's objects: the first write of a name wins and no later
+one replaces it (S3: a conditional PUT, `If-None-Match: *`; locally: a hard link, which fails when the
+name exists). A second write of identical bytes is a retry and succeeds as a no-op; different bytes
+raise `ObjectConflict`: a writer that lost its partition (a zombie) can never overwrite its successor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,6 +22,22 @@ from typing import Any
 import fsspec
 
 from stockpipe.settings import LakeSettings
+
+
+class ObjectConflict(Exception):
+    """The name is taken by an object with other bytes: another writer got there first."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key} already exists with other content")
+        self.key = key
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """S3's 412 to a conditional PUT. s3fs maps it to FileExistsError only when the answer names the
+    condition (AWS does, MinIO does not); otherwise an OSError whose cause is botocore's ClientError."""
+    cause = exc.__cause__
+    response = getattr(cause, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code") == "PreconditionFailed"
 
 
 @dataclass(frozen=True)
@@ -68,6 +90,37 @@ class Lake:
             os.replace(tmp, target)
         else:
             self.fs.pipe_file(target, data)
+
+    def write_new(self, key: str, data: bytes) -> bool:
+        """Create `key` unless it exists: True if created, False if identical bytes were there already.
+
+        Raises ObjectConflict if it holds other bytes (nothing is overwritten).
+        """
+        target = self.path(key)
+        try:
+            if self.is_local:
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                tmp = f"{target}.{uuid.uuid4().hex}.tmp"
+                try:
+                    with open(tmp, "wb") as out:
+                        out.write(data)
+                        out.flush()
+                        os.fsync(out.fileno())
+                    os.link(tmp, target)  # atomic and exclusive: FileExistsError if the name is taken
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+            else:
+                self.fs.pipe_file(target, data, mode="create")  # PUT with If-None-Match: *
+            return True
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if not _precondition_failed(exc):
+                raise
+        if self.read(key) == data:
+            return False  # a retry of a write that succeeded (e.g. its answer was lost)
+        raise ObjectConflict(key)
 
     def read(self, key: str) -> bytes:
         data: bytes = self.fs.cat_file(self.path(key))
