@@ -113,11 +113,24 @@ def _run_batch_dags(day: date, lake: LakeSettings, kafka: KafkaSettings, warehou
         console.print(f"[dim]log: {outcome.log_file}[/]")
 
 
+def live_session_start(day: date) -> datetime:
+    """Where the live segment's session clock starts: five minutes into the session before `day`.
+
+    A past session, because the consumer judges a record's times against the Kafka record's own
+    timestamp (the wall clock at produce time): a clock ahead of the wall clock makes every record
+    implausible, and brokers refuse CreateTimes more than an hour ahead. The lake cuts files by the
+    records' own windows, so a session older than the demo's replayed one streams into files of its own.
+    """
+    s = calendar.session(calendar.previous_session(day))
+    assert s is not None
+    return s.open_utc + timedelta(minutes=5)
+
+
 def _show_live_freshness(kafka: KafkaSettings, lake: LakeSettings, warehouse: Path, day: date) -> None:
-    """90 s of the next session streamed in real time through the continuous loader: fetched-to-gold latency."""
+    """90 s of an earlier session streamed in real time through the continuous loader: fetched-to-gold latency."""
     from stockpipe.freshness.live import measure_live
 
-    start = calendar.next_open(datetime.combine(day, time(23, 0), UTC)) + timedelta(minutes=5)
+    start = live_session_start(day)
     console.rule(f"[bold]freshness: {len(DEMO_SYMBOLS)} symbols live for 90 s (session clock {start:%Y-%m-%d %H:%M}Z)")
     result = measure_live(kafka, lake, warehouse, DEMO_SYMBOLS, start, 90.0, warehouse.parent)
     if not result.get("rows_measured"):
