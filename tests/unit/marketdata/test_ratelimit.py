@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import threading
 
 from stockpipe.marketdata.ratelimit import RateBudget
@@ -63,7 +64,7 @@ def test_an_idle_gap_restarts_the_schedule_without_a_burst() -> None:
     for _ in range(5):
         budget.acquire()
         times.append(clock.now)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= budget.interval_s - 1e-9
 
 

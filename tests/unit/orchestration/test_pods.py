@@ -189,5 +189,6 @@ def test_the_charts_pod_template_is_merged_under_the_operators_fields(
     assert base["image"] == "registry.example/stockpipe:1.2.3"
     assert base["command"] + base["args"] == ["stockpipe", "load", "dbt-build"]
     assert {"name": "warehouse", "mountPath": "/var/lib/stockpipe/warehouse"} in base["volumeMounts"]
-    assert {"name": "warehouse", "persistentVolumeClaim": {"claimName": "stockpipe-warehouse"}} in pod["spec"]["volumes"]
+    claim = {"name": "warehouse", "persistentVolumeClaim": {"claimName": "stockpipe-warehouse"}}
+    assert claim in pod["spec"]["volumes"]
     assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "job"
