@@ -8,9 +8,14 @@ stream scenario ends with `lost` and `duplicated` counted over the natural key (
 unique per produced record, in the lake, and `bronze_lost`/`bronze_duplicated` after the lake is
 loaded into a DuckDB bronze with `BronzeLoader`. Writes `.bench/chaos.json`.
 
-Not here (and why): the operator against a real control plane (the chart issue's harness), the
-zombie writer (it needs conditional writes in `stockpipe.lake.store`, which another change owns),
-a full spool and network faults through a fault proxy.
+The second wave (`stockpipe.bench.chaos_faults`): a zombie writer (SIGSTOP past the session
+timeout, then SIGCONT, on an S3 lake), a full spool, network faults through toxiproxy on the Kafka
+and S3 links, and a slow S3 answering 503 SlowDown.
+
+`--only` takes one name or several, comma-separated; a run with `--only` replaces those scenarios
+in an existing `.bench/chaos.json` and keeps the others.
+
+Not here (and why): the operator against a real control plane (the chart issue's harness).
 """
 
 from __future__ import annotations
@@ -161,11 +166,16 @@ def wait_for_rows(lake: Lake, target: int, timeout_s: float, produced: int) -> i
     return rows
 
 
-def produce(kafka: KafkaSettings, messages: list[dict[str, Any]], during: Callable[[int], None] | None = None) -> int:
+def produce(
+    kafka: KafkaSettings,
+    messages: list[dict[str, Any]],
+    during: Callable[[int], None] | None = None,
+    chunk: int = 10_000,
+) -> int:
     """Publish with our producer; `during(i)` runs between batches (to inject a fault). Returns acknowledged."""
     publisher = Publisher(kafka, max_queue_messages=200_000, full_timeout_s=120)
-    for i in range(0, len(messages), 10_000):
-        publisher.publish(kafka.topic_quotes, QUOTE_V1, messages[i : i + 10_000])
+    for i in range(0, len(messages), chunk):
+        publisher.publish(kafka.topic_quotes, QUOTE_V1, messages[i : i + chunk])
         if during:
             during(i)
     if publisher.flush(180):
@@ -344,39 +354,56 @@ def run_chaos(
     fuzz_inputs: int = 100_000,
 ) -> dict[str, Any]:
     rng = random.Random(seed)  # noqa: S311 - reproducible fault points, not security
+    chosen = None if only is None else {name.strip() for name in only.split(",") if name.strip()}
+
+    def wanted(name: str) -> bool:
+        return chosen is None or name in chosen
+
     work = Path(tempfile.mkdtemp(prefix="stockpipe-chaos-"))
     broker = KafkaBroker(work / "kafka", free_port(), free_port(), heap="1g")
     record = broker.start()
     scenarios: list[Scenario] = []
     try:
-        if only in (None, "kill"):
+        if wanted("kill"):
             console.rule("consumer SIGKILLed at 10 random points")
             scenarios.append(consumer_killed(broker, work, records, 10, rng))
-        if only in (None, "broker"):
+        if wanted("broker"):
             console.rule("broker restarted mid-stream")
             scenario, record = broker_restarted(broker, record, work, records // 2)
             scenarios.append(scenario)
-        if only in (None, "objectstore"):
+        if wanted("objectstore"):
             console.rule("object store stopped")
             scenarios.append(object_store_stopped(broker, work, records // 4, outage_s))
-        if only in (None, "storm"):
+        if wanted("storm"):
             console.rule("rebalance storm")
             scenarios.append(rebalance_storm(broker, work, records, rng))
-        if only in (None, "fuzz"):
+        if wanted("fuzz"):
             console.rule(f"fuzz: {fuzz_inputs:,} inputs through the consumer's batch path")
             scenarios.append(fuzz_scenario(fuzz_inputs, seed))
         from stockpipe.bench import freshness_chaos  # the intraday path, counted in bronze
 
-        if only in (None, "loader"):
+        if wanted("loader"):
             console.rule("continuous bronze loader SIGKILLed at random points")
             scenarios.append(freshness_chaos.continuous_loader_killed(broker, work, rng))
-        if only in (None, "compaction"):
+        if wanted("compaction"):
             console.rule("compaction during consumer writes and continuous loads")
             scenarios.append(freshness_chaos.compaction_during_writes_and_loads(broker, work))
+        from stockpipe.bench.chaos_faults import SCENARIOS
+
+        for name, scenario_of in SCENARIOS.items():
+            if wanted(name):
+                console.rule(name)
+                scenarios.append(scenario_of(broker, work, records, rng))
     finally:
         KafkaBroker.stop(record)
         shutil.rmtree(work, ignore_errors=True)
-    result = {"seed": seed, "scenarios": [asdict(s) for s in scenarios]}
+    fresh = [asdict(s) for s in scenarios]
+    previous = out_dir / "chaos.json"
+    kept: list[dict[str, Any]] = []
+    if chosen is not None and previous.exists():  # a partial run updates its scenarios, keeps the rest
+        names = {s["name"] for s in fresh}
+        kept = [s for s in json.loads(previous.read_text()).get("scenarios", []) if s.get("name") not in names]
+    result = {"seed": seed, "scenarios": kept + fresh}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "chaos.json").write_text(json.dumps(result, indent=2) + "\n")
     for s in scenarios:

@@ -201,6 +201,9 @@ def prefetch(echo: Callable[[str], None] = print) -> None:
     echo(f"minio: {ensure_minio()}")
     echo(f"helm: {go_install(HELM_MODULE, HELM_VERSION, 'helm')}")
     echo(f"kubeconform: {go_install(KUBECONFORM_MODULE, KUBECONFORM_VERSION, 'kubeconform')}")
+    from stockpipe.localservices.toxiproxy import ensure_toxiproxy  # the chaos scenarios' fault proxy
+
+    echo(f"toxiproxy: {ensure_toxiproxy()}")
     # The local Kubernetes cluster's binaries, built from source (~15 min of 2 cores the first time).
     from stockpipe.localservices.kube.build import CONTROL_PLANE, NODE, binaries_dir, ensure_binaries
 

@@ -1,0 +1,94 @@
+"""A slow S3 in front of a real one: a fraction of requests answered `503 SlowDown`, the rest forwarded.
+
+Toxiproxy works on TCP and cannot make up an HTTP answer; S3 throttles with `503 SlowDown` (its
+error XML, `Retry-After`-less), which clients must back off from. This stand-in forwards every other
+request unchanged (headers included, so SigV4 signatures still hold) to the upstream endpoint.
+"""
+
+from __future__ import annotations
+
+import http.client
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+_SLOW_DOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
+
+
+class SlowS3:
+    def __init__(self, upstream: str, slow_down_ratio: float, seed: int = 0, port: int = 0) -> None:
+        target = urlsplit(upstream)
+        self.upstream = (target.hostname or "127.0.0.1", target.port or 80)
+        self.ratio = slow_down_ratio
+        self._rng = random.Random(seed)  # noqa: S311 - reproducible faults, not security
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.slowed = 0
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if standin._slow_down():
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(_SLOW_DOWN)))
+                    self.end_headers()
+                    self.wfile.write(_SLOW_DOWN)
+                    return
+                conn = http.client.HTTPConnection(*standin.upstream, timeout=60)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                    conn.request(self.command, self.path, body=body if length else None, headers=headers)
+                    resp = conn.getresponse()
+                    payload = resp.read()
+                    self.send_response(resp.status, resp.reason)
+                    for key, value in resp.getheaders():
+                        if key.lower() not in _HOP and key.lower() != "content-length":
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                finally:
+                    conn.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    def _slow_down(self) -> bool:
+        with self._lock:
+            self.requests += 1
+            slow = self._rng.random() < self.ratio
+            self.slowed += slow
+            return slow
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> SlowS3:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="slow-s3", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
