@@ -1,10 +1,10 @@
 """`make chaos`, second wave: a zombie writer, a full spool, and network faults through a fault proxy.
 
 - zombie writer: two consumer processes on six partitions of an S3 lake (MinIO); one is frozen with
-  SIGSTOP past its session timeout while its partitions move to the other, then woken with SIGCONT.
-  The successor cuts smaller files (as after a configuration change), so the two never write the
-  same object name: only the lake's fence (a conditional PUT behind a check of the partition's
-  progress) keeps the zombie from writing what its successor wrote.
+  SIGSTOP past its session timeout, with one of its lake calls held in flight, while its partitions
+  move to the other; the held call reaches the store after the takeover, then the zombie wakes
+  (SIGCONT). The lake's fence (a conditional PUT behind a check of the partition's progress) keeps
+  it from replacing or duplicating what its successor wrote.
 - spool full: the consumer's local lake directory on a small tmpfs, filled by a ballast file
   mid-stream, then given its space back.
 - network faults: toxiproxy between the workloads and Kafka (latency, connection resets), between
@@ -26,7 +26,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from confluent_kafka import Consumer, TopicPartition
 from pydantic import SecretStr
@@ -111,23 +110,17 @@ def zombie_writer(
 ) -> Scenario:
     """A consumer frozen (SIGSTOP) past its session timeout while its partitions move, then woken (SIGCONT).
 
-    The zombie reaches S3 through toxiproxy with added latency, so that most of its time goes to lake
-    calls and a freeze mostly lands in the middle of a write (checked, not yet put; or put in flight).
+    The zombie reaches S3 through a stand-in that can hold its requests: each freeze lands while one
+    of its lake calls is in flight (the progress check or the PUT itself), and that call reaches the
+    store only after the successor has taken the partitions over and written: the zombie's write
+    arrives late, as after a long GC pause.
     """
     if lake is None:
         with minio_lake(work, "zombie") as (_, settings):
             return zombie_writer(broker, work, records, rng, stops, file_records, settings)
     assert lake.s3_endpoint_url, "the zombie scenario runs on an S3 lake"
-    toxi = Toxiproxy(work / "toxiproxy-zombie", free_port())
-    toxi_record = toxi.start()
-    try:
-        upstream = urlsplit(lake.s3_endpoint_url)
-        proxy = toxi.proxy("zombie-s3", free_port(), f"{upstream.hostname}:{upstream.port}")
-        for stream in ("upstream", "downstream"):
-            toxi.add_toxic("zombie-s3", f"slow-{stream}", "latency", {"latency": 150, "jitter": 100}, stream=stream)
-        return _zombie_run(broker, work, records, rng, stops, file_records, lake, f"http://{proxy}")
-    finally:
-        Toxiproxy.stop(toxi_record)
+    with SlowS3(lake.s3_endpoint_url, 0.0) as gate:
+        return _zombie_run(broker, work, records, rng, stops, file_records, lake, gate)
 
 
 def _zombie_run(
@@ -138,11 +131,11 @@ def _zombie_run(
     stops: int,
     file_records: int,
     lake: LakeSettings,
-    zombie_endpoint: str,
+    gate: SlowS3,
 ) -> Scenario:
     kafka = isolated_topics(broker.bootstrap, f"zombie{rng.randrange(10**6)}", partitions=6)
     session_s = 6.0
-    zombie = ConsumerProcess(kafka, lake.model_copy(update={"s3_endpoint_url": zombie_endpoint}), work / "zombie.log")
+    zombie = ConsumerProcess(kafka, lake.model_copy(update={"s3_endpoint_url": gate.endpoint}), work / "zombie.log")
     successor = ConsumerProcess(kafka, lake, work / "consumer-successor.log")
     for proc in (zombie, successor):
         proc.env["STOCKPIPE_SESSION_TIMEOUT_MS"] = str(int(session_s * 1000))
@@ -157,7 +150,7 @@ def _zombie_run(
     )
     producer.start()
     codes: list[int | None] = []
-    frozen_holding = 0
+    frozen_holding = frozen_mid_call = 0
     try:
         for _ in range(stops):
             # Only a consumer that holds partitions can be a zombie: wait for its (re)assignment.
@@ -165,10 +158,17 @@ def _zombie_run(
             while not _holds_partitions(zombie.log) and time.monotonic() < deadline:
                 time.sleep(0.2)
             time.sleep(rng.uniform(1.0, 4.0))
+            gate.hold()  # its next lake call stays in flight
+            deadline = time.monotonic() + 20
+            while not gate.held and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert zombie.proc is not None
             zombie.proc.send_signal(signal.SIGSTOP)
             frozen_holding += _holds_partitions(zombie.log)
+            frozen_mid_call += gate.held > 0
             time.sleep(session_s + rng.uniform(4.0, 7.0))  # past the session timeout: its partitions move
+            gate.release()  # the held call reaches the store now, after the successor's writes
+            time.sleep(0.5)
             zombie.proc.send_signal(signal.SIGCONT)
         producer.join(600)
         if not produced:
@@ -187,7 +187,8 @@ def _zombie_run(
         produced[0],
         Lake(lake),
         work,
-        f"S3 lake (MinIO, conditional PUT); frozen {frozen_holding} times holding partitions; after waking:"
+        f"S3 lake (MinIO, conditional PUT); frozen {frozen_holding} times holding partitions, {frozen_mid_call}"
+        " of them with a lake call in flight, delivered after the takeover; after waking:"
         f" {_log_count(logs, 'fenced:')} writes fenced, {_log_count(logs, 'same bytes')} names found taken"
         f" (kept, not rewritten), {_log_count(logs, 'commit skipped')} stale commits refused by the group,"
         f" {_log_count([zombie.log], 'lost quotes')} partitions found lost; exit codes {codes} (SIGTERM at the end)",

@@ -1,5 +1,8 @@
 """A slow S3 in front of a real one: a fraction of requests answered `503 SlowDown`, the rest forwarded.
 
+It can also hold requests (`hold()` ... `release()`): a client's call stays in flight, unanswered and
+not yet seen by the store, for as long as a test needs (a writer frozen in the middle of a write).
+
 Toxiproxy works on TCP and cannot make up an HTTP answer; S3 throttles with `503 SlowDown` (its
 error XML, `Retry-After`-less), which clients must back off from. This stand-in forwards every other
 request unchanged (headers included, so SigV4 signatures still hold) to the upstream endpoint.
@@ -30,6 +33,9 @@ class SlowS3:
         self._lock = threading.Lock()
         self.requests = 0
         self.slowed = 0
+        self.held = 0  # requests waiting at the gate now
+        self._gate = threading.Event()
+        self._gate.set()
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,6 +44,7 @@ class SlowS3:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                standin._pass_gate()
                 if standin._slow_down():
                     self.send_response(503)
                     self.send_header("Content-Type", "application/xml")
@@ -71,6 +78,22 @@ class SlowS3:
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
+    def hold(self) -> None:
+        """From now on, requests wait here (unforwarded) until release()."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def _pass_gate(self) -> None:
+        if self._gate.is_set():
+            return
+        with self._lock:
+            self.held += 1
+        self._gate.wait(600)
+        with self._lock:
+            self.held -= 1
+
     def _slow_down(self) -> bool:
         with self._lock:
             self.requests += 1
@@ -88,6 +111,7 @@ class SlowS3:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self._server.shutdown()
         self._server.server_close()
         if self._thread:
