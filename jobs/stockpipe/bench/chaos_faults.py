@@ -150,7 +150,7 @@ def _zombie_run(
     )
     producer.start()
     codes: list[int | None] = []
-    frozen_holding = frozen_mid_call = 0
+    frozen_mid_call = 0
     try:
         for _ in range(stops):
             # Only a consumer that holds partitions can be a zombie: wait for its (re)assignment.
@@ -164,7 +164,6 @@ def _zombie_run(
                 time.sleep(0.05)
             assert zombie.proc is not None
             zombie.proc.send_signal(signal.SIGSTOP)
-            frozen_holding += _holds_partitions(zombie.log)
             frozen_mid_call += gate.held > 0
             time.sleep(session_s + rng.uniform(4.0, 7.0))  # past the session timeout: its partitions move
             gate.release()  # the held call reaches the store now, after the successor's writes
@@ -187,8 +186,8 @@ def _zombie_run(
         produced[0],
         Lake(lake),
         work,
-        f"S3 lake (MinIO, conditional PUT); frozen {frozen_holding} times holding partitions, {frozen_mid_call}"
-        " of them with a lake call in flight, delivered after the takeover; after waking:"
+        f"S3 lake (MinIO, conditional PUT); frozen {stops} times, {frozen_mid_call} of them with a lake call in"
+        " flight (a write, or the lookups of an assignment), delivered to the store after the takeover; after waking:"
         f" {_log_count(logs, 'fenced:')} writes fenced, {_log_count(logs, 'same bytes')} names found taken"
         f" (kept, not rewritten), {_log_count(logs, 'commit skipped')} stale commits refused by the group,"
         f" {_log_count([zombie.log], 'lost quotes')} partitions found lost; exit codes {codes} (SIGTERM at the end)",

@@ -29,7 +29,8 @@ def test_a_zombie_writer_neither_overwrites_nor_duplicates(
     scenario = zombie_writer(kafka_broker, tmp_path, 6_000, random.Random(3), stops=2, file_records=300, lake=s3_lake)
     _exactly_once(scenario)
     assert "exit codes [0, 0]" in scenario.detail, scenario.detail  # the woken zombie did not crash
-    assert " 0 of them with a lake call in flight" not in scenario.detail, scenario.detail  # a late write happened
+    # At least one freeze held a lake call in flight across the takeover.
+    assert " 0 of them with a lake call in flight" not in scenario.detail, scenario.detail
 
 
 def _can_mount_tmpfs(tmp_path: Path) -> bool:
