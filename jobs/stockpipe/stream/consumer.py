@@ -49,7 +49,14 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import Counter, Gauge
 from pydantic import Field, SecretStr, field_validator
-from tenacity import RetryCallState, retry, retry_if_not_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from stockpipe.alerts.slack import SlackAlerter
 from stockpipe.contracts.messages import DLQ_V1, QUOTE_V1, TRADE_V1, WATERMARK_V1, MessageSchema, iso
@@ -476,7 +483,8 @@ class LakeConsumer:
                 )
 
         retrying = retry(
-            retry=retry_if_not_exception_type(_Fenced),  # a refused write is an answer, not an outage
+            # A refused write is an answer, not an outage; and only errors (Exception) are retried.
+            retry=retry_if_exception_type(Exception) & retry_if_not_exception_type(_Fenced),
             wait=wait_exponential(multiplier=0.5, max=15),
             stop=stop_after_delay(self.settings.lake_retry_seconds),
             before_sleep=before_sleep,
