@@ -41,7 +41,11 @@ class Toxiproxy:
         pid = spawn(
             [str(binary), "-host", "127.0.0.1", "-port", str(self.port)], self.log_file, env={"LOG_LEVEL": "info"}
         )
-        wait_until(lambda: self._call("GET", "/version") is not None, 30, "toxiproxy", pid=pid, log=self.log_file)
+        try:
+            wait_until(lambda: self._call("GET", "/version") is not None, 30, "toxiproxy", pid=pid, log=self.log_file)
+        except ServiceError:
+            terminate(pid)  # never left running when it did not come up
+            raise
         return ProcessRecord(name="toxiproxy", pid=pid, log_file=str(self.log_file), ports={"api": self.port})
 
     @staticmethod
