@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -30,6 +31,13 @@ logger.kafka.level = WARN
 logger.state.name = state.change.logger
 logger.state.level = WARN
 """
+
+
+def _listening(host: str, port: int) -> bool:
+    if host == "127.0.0.1":
+        return port_in_use(port)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex((host, port)) == 0
 
 
 def require(tool: str, hint: str) -> str:
@@ -78,10 +86,12 @@ class KafkaBroker:
     port: int
     controller_port: int
     heap: str = "768m"
+    # The client listener's address (also the advertised one): loopback unless pods on a bridge need it.
+    host: str = "127.0.0.1"
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -93,8 +103,8 @@ class KafkaBroker:
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.bootstrap}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir / "data"),
@@ -146,7 +156,7 @@ class KafkaBroker:
     def ready(self) -> bool:
         from confluent_kafka.admin import AdminClient
 
-        if not port_in_use(self.port):  # keeps librdkafka from logging refused connections while Java starts
+        if not _listening(self.host, self.port):  # keeps librdkafka from logging refused connections while Java starts
             return False
         metadata = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
         return bool(metadata.brokers)

@@ -50,10 +50,12 @@ class MinioServer:
     access_key: str = "stockpipe"
     # Generated per server: a local MinIO never has a default password.
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    # The S3 API's listen address: loopback unless pods on a bridge need it (the console stays on loopback).
+    host: str = "127.0.0.1"
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def log_file(self) -> Path:
@@ -74,7 +76,7 @@ class MinioServer:
             "server",
             str(self.data_dir / "data"),
             "--address",
-            f"127.0.0.1:{self.port}",
+            f"{self.host}:{self.port}",
             "--console-address",
             f"127.0.0.1:{self.console_port}",
         ]

@@ -29,8 +29,34 @@ def cluster_up(
     """Build the binaries once (~30 min cold), start etcd, kube-apiserver and kube-controller-manager."""
     from stockpipe.localservices.kube.controlplane import ControlPlane
 
-    info = ControlPlane(root, echo=console.print).up(with_node=with_node)
+    plane = ControlPlane(root, echo=console.print)
+    info = plane.up(with_node=with_node)
+    if with_node:
+        from stockpipe.localservices.kube.images import import_built_images
+        from stockpipe.localservices.kube.node import Node
+
+        import_built_images(Node(plane.layout, echo=console.print), echo=console.print)
     typer.echo(f"export KUBECONFIG={info.kubeconfig}")
+
+
+@cluster_app.command("images")
+def cluster_images(
+    root: RootOption = None,
+    names: Annotated[list[str] | None, typer.Argument(help="Images by name (default: all four).")] = None,
+) -> None:
+    """Import the images of `make images` into the running node's containerd (cached by image id)."""
+    from stockpipe.localservices.docker import running_engine
+    from stockpipe.localservices.imagebuild import IMAGES
+    from stockpipe.localservices.kube.controlplane import ControlPlane
+    from stockpipe.localservices.kube.images import import_images
+    from stockpipe.localservices.kube.node import Node
+
+    plane = ControlPlane(root, echo=console.print)
+    if not plane.running("containerd"):
+        console.print("[red]no node runs: `stockpipe cluster up --with-node` first[/]")
+        raise typer.Exit(1)
+    with running_engine() as engine:
+        import_images(Node(plane.layout), engine, names or [image.name for image in IMAGES], echo=console.print)
 
 
 @cluster_app.command("down")

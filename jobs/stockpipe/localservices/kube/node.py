@@ -30,6 +30,7 @@ from stockpipe.localservices.kafka import require
 from stockpipe.localservices.kube import pki
 from stockpipe.localservices.kube.build import NODE, ensure_binaries
 from stockpipe.localservices.kube.controlplane import ClusterInfo, Layout
+from stockpipe.localservices.kube.dns import CLUSTER_DOMAIN
 from stockpipe.localservices.process import (
     ProcessRecord,
     ServiceError,
@@ -57,7 +58,7 @@ SYSCTLS = (
     "net/bridge/bridge-nf-call-iptables",
     "net/ipv4/ip_forward",
 )
-NODE_COMPONENTS = ("containerd", "kube-scheduler", "kube-proxy", "kubelet")
+NODE_COMPONENTS = ("containerd", "kube-scheduler", "cluster-dns", "kube-proxy", "kubelet")
 
 
 def _run(*argv: str, check: bool = True) -> str:
@@ -116,6 +117,7 @@ class Node:
         self._import_pause(binaries["pause"])
         self._write_cni()
         self._start_scheduler(binaries["kube-scheduler"])
+        self._start_dns()
         # kube-proxy waits for its Node object, which the kubelet registers.
         self._start_kubelet(binaries["kubelet"], info)
         self._start_kube_proxy(binaries["kube-proxy"])
@@ -188,6 +190,10 @@ oom_score = 0
         """An image archive (`docker save` or OCI layout tar) into the node's containerd."""
         self._ctr("images", "import", "--no-unpack", "-", stdin=archive)
 
+    def import_image_file(self, archive: Path) -> None:
+        """An image archive on disk (`docker save`), unpacked at import so pods start without unpacking."""
+        self._ctr("images", "import", str(archive))
+
     def _import_pause(self, binary: Path) -> None:
         self.import_image_archive(pause_image_archive(binary))
 
@@ -223,6 +229,14 @@ oom_score = 0
                 f"--authorization-kubeconfig={kubeconfig}", "--leader-elect=false", "--bind-address=127.0.0.1",
                 f"--secure-port={port}", "--v=1"]  # fmt: skip
         self._record("kube-scheduler", argv, {"secure": port}, lambda: _healthz(port))
+
+    def _start_dns(self) -> None:
+        """Service names for the pods (no CoreDNS image here): `stockpipe.localservices.kube.dns` on the gateway."""
+        import sys
+
+        argv = [sys.executable, "-m", "stockpipe.localservices.kube.dns", "--address", GATEWAY,
+                "--kubeconfig", str(self.layout.kubeconfig)]  # fmt: skip
+        self._record("cluster-dns", argv, {"dns": 53}, lambda: _resolves(f"kubernetes.default.svc.{CLUSTER_DOMAIN}."))
 
     def _start_kube_proxy(self, binary: Path) -> None:
         health, metrics = free_port(), free_port()
@@ -277,6 +291,9 @@ oom_score = 0
             "containerRuntimeEndpoint": f"unix://{self.socket}",
             "podLogsDir": str(self.dir / "pod-logs"),
             "resolvConf": "",
+            # Pods resolve Service names through the node's own DNS on the gateway (dns.py).
+            "clusterDNS": [GATEWAY],
+            "clusterDomain": CLUSTER_DOMAIN,
             "syncFrequency": KUBELET_SYNC_FREQUENCY,
             "configMapAndSecretChangeDetectionStrategy": "Watch",
             "serializeImagePulls": False,
@@ -322,7 +339,7 @@ oom_score = 0
             return False
 
     def stop(self, stop_component: Callable[[str], None]) -> None:
-        for component in ("kubelet", "kube-proxy", "kube-scheduler"):
+        for component in ("kubelet", "kube-proxy", "cluster-dns", "kube-scheduler"):
             stop_component(component)
         # Tasks the drain did not reach: kill them through containerd before it stops.
         with contextlib.suppress(ServiceError):
@@ -437,6 +454,14 @@ def leftovers(root: Path) -> list[str]:
                 if str(root).encode() in (proc / "cmdline").read_bytes():
                     found.append(f"process {proc.name}")
     return found
+
+
+def _resolves(name: str) -> bool:
+    import dns.message
+    import dns.query
+
+    reply = dns.query.udp(dns.message.make_query(name, "A"), GATEWAY, timeout=2)
+    return bool(reply.answer)
 
 
 def _http_ok(url: str) -> bool:
