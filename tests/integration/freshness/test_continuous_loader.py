@@ -22,6 +22,7 @@ from tests.integration.freshness.conftest import QUOTE_KEY, Pipeline, bronze_key
 
 TRADE_KEY = ["symbol", "trade_ts", "price", "size", "seq"]
 DAY = date(2025, 11, 28)  # an early close (13:00): a short session
+STARTED = b"continuous bronze loader started"
 
 
 def loader_settings(pipeline: Pipeline, tmp: Path, **overrides: object) -> ContinuousLoaderSettings:
@@ -109,10 +110,14 @@ def test_a_killed_loader_loses_and_doubles_nothing(pipeline: Pipeline, tmp_path:
             time.sleep(rng.uniform(2.0, 7.0))  # start-up, mid-load, mid-build, between load and commit
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
+        started = (tmp_path / "loader.log").read_bytes().count(STARTED)
         proc = subprocess.Popen(
             [sys.executable, "-m", "stockpipe.cli", "load", "continuous"], env=env, stdout=log, stderr=log
         )
         try:
+            # The killed loaders may have loaded everything already: the last one must be running (its SIGTERM
+            # handler set) before it is asked to stop, or the signal lands in Python's start-up.
+            wait_for(lambda: (tmp_path / "loader.log").read_bytes().count(STARTED) > started, 120)
             wait_for(lambda: bronze_keys(pipeline.warehouse, "trades", TRADE_KEY)[0] >= trades, 240)
         finally:
             proc.send_signal(signal.SIGTERM)
