@@ -12,10 +12,13 @@ The second wave (`stockpipe.bench.chaos_faults`): a zombie writer (SIGSTOP past 
 timeout, then SIGCONT, on an S3 lake), a full spool, network faults through toxiproxy on the Kafka
 and S3 links, and a slow S3 answering 503 SlowDown.
 
+`operator` (`stockpipe.bench.chaos_operator`): the TickerWatchlist operator on a local control plane
+with its link to the API server cut, the API server restarted, its ConfigMap written by hand and edit
+bursts; what it counts is watchlist edits (`produced`), and one is lost when the ConfigMap does not
+settle on the last state. No bronze there.
+
 `--only` takes one name or several, comma-separated; a run with `--only` replaces those scenarios
 in an existing `.bench/chaos.json` and keeps the others.
-
-Not here (and why): the operator against a real control plane (the chart issue's harness).
 """
 
 from __future__ import annotations
@@ -345,6 +348,18 @@ def fuzz_scenario(inputs: int, seed: int) -> Scenario:
     )
 
 
+def _operator_scenario(work: Path, rng: random.Random) -> Scenario:
+    from stockpipe.bench.chaos_operator import operator_faults
+    from stockpipe.localservices.kube.controlplane import ControlPlane
+
+    plane = ControlPlane(work / "cluster", echo=console.print)
+    plane.up()
+    try:
+        return operator_faults(plane, work / "operator", rounds=5, rng=rng, echo=console.print)
+    finally:
+        plane.down()
+
+
 def run_chaos(
     out_dir: Path,
     records: int = 1_000_000,
@@ -394,6 +409,9 @@ def run_chaos(
             if wanted(name):
                 console.rule(name)
                 scenarios.append(scenario_of(broker, work, records, rng))
+        if wanted("operator"):
+            console.rule("operator: link down, API server restarted, hand-written ConfigMap, edit bursts")
+            scenarios.append(_operator_scenario(work, rng))
     finally:
         KafkaBroker.stop(record)
         shutil.rmtree(work, ignore_errors=True)

@@ -76,6 +76,10 @@ class Toxiproxy:
         )
         return f"127.0.0.1:{listen_port}"
 
+    def set_enabled(self, proxy: str, enabled: bool) -> None:
+        """Disabled, a proxy closes every connection and refuses new ones (a link down)."""
+        self._call("POST", f"/proxies/{proxy}", {"enabled": enabled})
+
     def add_toxic(
         self,
         proxy: str,

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from stockpipe.localservices.kube import pki
 from stockpipe.localservices.kube.build import CONTROL_PLANE, ensure_binaries
@@ -348,6 +349,17 @@ class ControlPlane:
         )
 
     # -- down and status -------------------------------------------------------------------------
+
+    def restart_apiserver(self) -> None:
+        """kube-apiserver stopped and started again on its address and port (etcd keeps the state): what an
+        upgrade or a crash of the API server does to its clients' connections and watches."""
+        info = self.info()
+        if info is None or not self.running("kube-apiserver"):
+            raise ServiceError("no API server is running here")
+        self.stop("kube-apiserver")
+        binary = ensure_binaries(CONTROL_PLANE, echo=self.echo)["kube-apiserver"]
+        bind_address = urlparse(info.server).hostname or "127.0.0.1"
+        self._start_apiserver(binary, info.ports, info, bind_address)
 
     def stop(self, component: str) -> None:
         path = self.layout.record(component)
