@@ -4,7 +4,9 @@ Each call runs `dag.test()` in a child process (Airflow reads its configuration 
 so the caller's process is never configured for Airflow) against a SQLite metadata database kept
 in `STOCKPIPE_AIRFLOW__HOME` (default: <state dir>/airflow), created on first use. Tasks run in
 embedded mode: each job is a local `stockpipe ...` process that inherits the caller's environment
-(STOCKPIPE_LAKE__URL, STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS, ...).
+(STOCKPIPE_LAKE__URL, STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS, ...). With mode="kubernetes" each job is a
+KubernetesPodOperator pod instead, launched with STOCKPIPE_AIRFLOW__KUBECONFIG (a scheduler outside
+the cluster).
 
     python -m stockpipe.orchestration.embedded daily_history --logical-date 2026-03-02T23:30:00Z
 """
@@ -23,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from stockpipe.orchestration.settings import airflow_settings
+from stockpipe.orchestration.settings import JobMode, airflow_settings
 from stockpipe.paths import state_dir
 
 log = logging.getLogger("stockpipe.orchestration.embedded")
@@ -57,8 +59,8 @@ def default_home() -> Path:
     return airflow_settings().home or state_dir() / "airflow"
 
 
-def airflow_env(home: Path, dags_folder: Path) -> dict[str, str]:
-    """The Airflow configuration of an embedded run: SQLite under `home`, the DAGs of `dags_folder`."""
+def airflow_env(home: Path, dags_folder: Path, mode: JobMode = "embedded") -> dict[str, str]:
+    """The Airflow configuration of a run on one machine: SQLite under `home`, the DAGs of `dags_folder`."""
     return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
@@ -66,7 +68,7 @@ def airflow_env(home: Path, dags_folder: Path) -> dict[str, str]:
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "STOCKPIPE_AIRFLOW__MODE": "embedded",
+        "STOCKPIPE_AIRFLOW__MODE": mode,
     }
 
 
@@ -102,6 +104,7 @@ def run_dag(
     home: Path | None = None,
     dags_folder: Path | None = None,
     timeout_s: float | None = 3600,
+    mode: JobMode = "embedded",
 ) -> DagRunOutcome:
     """Run one DAG run in a child process; raises DagRunFailed unless the run succeeded."""
     if logical_date.tzinfo is None:
@@ -109,7 +112,7 @@ def run_dag(
     child_env = {
         **os.environ,
         **(env or {}),
-        **airflow_env(home or default_home(), dags_folder or default_dags_folder()),
+        **airflow_env(home or default_home(), dags_folder or default_dags_folder(), mode),
     }
     argv = [
         sys.executable,

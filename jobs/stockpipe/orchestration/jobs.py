@@ -78,9 +78,12 @@ def _pod_kwargs(settings: AirflowSideSettings, task_id: str, argv: list[str], re
     else:
         cmds, arguments = ["stockpipe"], argv
     template = {"pod_template_file": str(settings.pod_template_file)} if settings.pod_template_file else {}
+    # In the cluster (the chart's Airflow) the scheduler's own service account; outside it, a kubeconfig.
+    client = {"in_cluster": False, "config_file": str(settings.kubeconfig)} if settings.kubeconfig else {}
     return {
         **template,
         "in_cluster": True,
+        **client,
         "namespace": settings.namespace,
         "image": settings.image,
         "image_pull_policy": settings.image_pull_policy,

@@ -7,6 +7,8 @@ Environment (prefix `STOCKPIPE_AIRFLOW__`, nested with `__`, like every stockpip
   ENV_SECRETS             JSON list of Kubernetes Secrets exposed to pods as environment (envFrom)
   ENV_CONFIGMAPS          JSON list of ConfigMaps exposed the same way
   POD_ENV                 JSON object of extra plain environment variables for pods
+  POD_TEMPLATE_FILE       the chart's job pod template (KubernetesPodOperator's pod_template_file)
+  KUBECONFIG              a scheduler outside the cluster launches the pods with this; unset: in-cluster
   RESOURCES__REQUEST_CPU, __REQUEST_MEMORY, __LIMIT_CPU, __LIMIT_MEMORY
   STARTUP_TIMEOUT_S, JOB_TIMEOUT_MINUTES, RETRIES, RETRY_DELAY_S
   WAREHOUSE_POOL          an Airflow pool for the tasks that write the warehouse (a 1-slot pool serialises
@@ -57,8 +59,11 @@ class WatchThresholds(BaseModel):
     state_variable: str = Field("stockpipe_watch_state", description="the Airflow Variable holding incident state")
 
 
+JobMode = Literal["embedded", "kubernetes"]
+
+
 class AirflowSideSettings(BaseModel):
-    mode: Literal["embedded", "kubernetes"] = "embedded"
+    mode: JobMode = "embedded"
     embedded_command: list[str] = Field(default_factory=list, description="empty: python -m stockpipe.cli")
     namespace: str = "stockpipe"
     image: str = "stockpipe:0.1.0"
@@ -71,6 +76,9 @@ class AirflowSideSettings(BaseModel):
     # The chart's pod template (volumes, Secrets as files, the warehouse claim); the operator's own
     # fields above are merged over it.
     pod_template_file: Path | None = None
+    kubeconfig: Path | None = Field(
+        None, description="a scheduler outside the cluster launches the job pods with this; unset: in-cluster"
+    )
     startup_timeout_s: int = Field(300, ge=10)
     job_timeout_minutes: int = Field(120, ge=1)
     retries: int = Field(2, ge=0)

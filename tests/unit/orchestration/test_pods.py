@@ -192,3 +192,21 @@ def test_the_charts_pod_template_is_merged_under_the_operators_fields(
     claim = {"name": "warehouse", "persistentVolumeClaim": {"claimName": "stockpipe-warehouse"}}
     assert claim in pod["spec"]["volumes"]
     assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "job"
+
+
+def test_a_scheduler_outside_the_cluster_launches_pods_with_its_kubeconfig(
+    cluster_dags: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stockpipe.orchestration.jobs import job_task
+    from stockpipe.orchestration.settings import airflow_settings
+
+    kubeconfig = tmp_path / "kubeconfig"
+    monkeypatch.setenv("STOCKPIPE_AIRFLOW__KUBECONFIG", str(kubeconfig))
+    airflow_settings.cache_clear()
+    try:
+        settings = airflow_settings()
+    finally:
+        airflow_settings.cache_clear()
+    task = job_task("outside", ["lake", "compact"], settings=settings, dag=cluster_dags["lake_compaction"])
+    assert task.in_cluster is False
+    assert task.config_file == str(kubeconfig)

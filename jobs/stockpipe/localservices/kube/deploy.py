@@ -201,3 +201,75 @@ def restart_counts(pods: list[dict[str, Any]]) -> dict[str, int]:
         pod["metadata"]["name"]: sum(c.get("restartCount", 0) for c in pod["status"].get("containerStatuses", []))
         for pod in pods
     }
+
+
+class TopicReader:
+    """A topic of the local broker read without a consumer group: what the node's pods published."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from confluent_kafka import Consumer
+
+        self.topic = topic
+        self.bootstrap = bootstrap
+        self._consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": "node-test-reader",  # never joins: partitions are assigned, offsets never committed
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        })  # fmt: skip
+        metadata = self._consumer.list_topics(topic, timeout=30).topics[topic]
+        self.partitions = sorted(metadata.partitions)
+
+    def end_offsets(self) -> dict[int, int]:
+        from confluent_kafka import TopicPartition
+
+        return {p: self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=30)[1]
+                for p in self.partitions}  # fmt: skip
+
+    def committed(self, group_id: str) -> dict[int, int]:
+        """The group's committed offset per partition (-1001 where it has none)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        reader = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group_id})
+        try:
+            tps = reader.committed([TopicPartition(self.topic, p) for p in self.partitions], timeout=30)
+            return {tp.partition: tp.offset for tp in tps}
+        finally:
+            reader.close()
+
+    def messages(
+        self, start: dict[int, int], until: Callable[[dict[str, Any]], bool] | None = None, timeout_s: float = 60.0
+    ) -> list[dict[str, Any]]:
+        """JSON values from `start` on: up to the first one `until` accepts, or all up to the end offsets now.
+
+        Raises TimeoutError when neither happens within timeout_s.
+        """
+        import orjson
+        from confluent_kafka import TopicPartition
+
+        end = self.end_offsets() if until is None else None
+        self._consumer.assign([TopicPartition(self.topic, p, start.get(p, 0)) for p in self.partitions])
+        seen: list[dict[str, Any]] = []
+        position = dict(start)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if end is not None and all(position.get(p, 0) >= end[p] for p in self.partitions):
+                return seen
+            msg = self._consumer.poll(0.5)
+            if msg is None or msg.error() is not None:
+                continue
+            partition, offset = msg.partition(), msg.offset()
+            if partition is not None and offset is not None:
+                position[partition] = offset + 1
+            try:
+                value = orjson.loads(msg.value() or b"")
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(value, dict):
+                seen.append(value)
+                if until is not None and until(value):
+                    return seen
+        raise TimeoutError(f"{self.topic}: not there after {timeout_s:.0f} s ({len(seen)} messages read)")
+
+    def close(self) -> None:
+        self._consumer.close()
