@@ -5,6 +5,13 @@ Method: start the control plane from cached binaries (timed, `control_plane_star
 TokenRequest token of that ServiceAccount, then patch a TickerWatchlist's symbols 20 times (what
 `kubectl edit` sends) and time each patch until the API server serves the ConfigMap holding the new
 symbols (polled every 10 ms, so each sample is at most 10 ms late).
+
+With root and a node (`cluster up --with-node`'s parts installed), also edit -> stream: the chart runs on
+the local node (ci/local-node-values.yaml: the producer pod replays a session at real-time speed, polling
+each symbol every 5 s), the TickerWatchlist is patched 10 times with a new symbol each, and each edit is
+timed until that symbol's first quote is on the quotes topic. The pace is the kubelet's: a ConfigMap
+volume is refreshed on its sync (`syncFrequency: 10s` here, 60 s by default) after the watch saw the
+change; the producer re-reads the file on each polling round.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import json
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +78,47 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_cluster_bench(out: Path, chart: Path = Path("charts/stockpipe"), edits: int = 20) -> dict[str, Any]:
+def _is_symbol(symbol: str, message: dict[str, Any]) -> bool:
+    return message.get("symbol") == symbol
+
+
+def _edit_to_stream(edits: int) -> dict[str, Any]:
+    """Watchlist edit -> the new symbol's first quote on the topic, through the producer pod on the local node."""
+    import os
+    import shutil
+
+    from stockpipe.localservices.kube.deploy import TopicReader, deployed_on_node
+
+    missing = [t for t in ("containerd", "ctr", "runc", "iptables", "dockerd") if not shutil.which(t)]
+    if os.geteuid() != 0 or missing or edits <= 0:
+        return {"edit_to_stream_skipped": f"needs root and {', '.join(missing) or 'edits > 0'}"}
+    with tempfile.TemporaryDirectory(prefix="stockpipe-node-bench-") as tmp, deployed_on_node(Path(tmp)) as node:
+        reader = TopicReader(node.broker.bootstrap, node.values["kafka"]["topics"]["quotes"]["name"])
+        samples = []
+        try:
+            for i in range(1, edits + 1):
+                symbols = _symbols(i)
+                start = reader.end_offsets()
+                began = time.perf_counter()
+                node.kubectl.run("patch", "tickerwatchlist", node.values["watchlist"]["name"], "-n", node.namespace,
+                                 "--type", "merge", "-p", json.dumps({"spec": {"symbols": symbols}}))  # fmt: skip
+                new = symbols[-1]
+                reader.messages(start, until=partial(_is_symbol, new), timeout_s=300)
+                samples.append(time.perf_counter() - began)
+        finally:
+            reader.close()
+    return {
+        "stream_edits": edits,
+        "kubelet_sync_frequency_s": 10,
+        "edit_to_stream_p50_s": round(statistics.median(samples), 2),
+        "edit_to_stream_p95_s": round(_percentile(samples, 0.95), 2),
+        "edit_to_stream_samples_s": [round(s, 2) for s in samples],
+    }
+
+
+def run_cluster_bench(
+    out: Path, chart: Path = Path("charts/stockpipe"), edits: int = 20, stream_edits: int = 10
+) -> dict[str, Any]:
     ensure_binaries(CONTROL_PLANE)  # built before timing: the number is a start from cached binaries
     with tempfile.TemporaryDirectory(prefix="stockpipe-cluster-bench-") as tmp:
         work = Path(tmp)
@@ -108,7 +156,7 @@ def run_cluster_bench(out: Path, chart: Path = Path("charts/stockpipe"), edits: 
             if pid is not None:
                 terminate(pid)
             plane.down()
-    result = {
+    result: dict[str, Any] = {
         "control_plane_start_s": round(start_s, 2),
         "edits": edits,
         "edit_to_configmap_p50_s": round(statistics.median(samples), 3),
@@ -116,6 +164,7 @@ def run_cluster_bench(out: Path, chart: Path = Path("charts/stockpipe"), edits: 
         "edit_to_configmap_samples_s": [round(s, 3) for s in samples],
         "method": __doc__.split("\n\n", 1)[1].strip() if __doc__ else "",
     }
+    result.update(_edit_to_stream(stream_edits))
     out.mkdir(parents=True, exist_ok=True)
     (out / "cluster.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
