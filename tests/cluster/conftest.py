@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from stockpipe.localservices.kube.build import CONTROL_PLANE, ensure_binaries
 from stockpipe.localservices.kube.controlplane import ClusterInfo, ControlPlane
 from stockpipe.localservices.kube.tools import Helm, Kubectl, chart_without_dependencies
 from stockpipe.localservices.process import ServiceError
+from tests.chart.charttools import crds_dir
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "stockpipe"
@@ -64,8 +64,8 @@ def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_crds() -> Path:
-    """The Strimzi and MinIO CRDs as released (../shared/crds, or STOCKPIPE_CRDS_DIR)."""
-    path = Path(os.environ.get("STOCKPIPE_CRDS_DIR") or REPO.parent / "shared" / "crds")
-    if not path.is_dir():
-        pytest.skip(f"the Strimzi/MinIO CRDs are not at {path} (set STOCKPIPE_CRDS_DIR)")
-    return path
+    """The Strimzi and MinIO CRDs as released: STOCKPIPE_CRDS_DIR, ../shared/crds, else the pinned releases."""
+    try:
+        return crds_dir()
+    except OSError as exc:  # no ../shared and no internet
+        pytest.skip(f"the Strimzi/MinIO CRDs are not here and could not be fetched ({exc}); set STOCKPIPE_CRDS_DIR")
