@@ -6,10 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kubernetes_validate
 import pytest
+
+if TYPE_CHECKING:
+    from stockpipe.orchestration.settings import AirflowSideSettings
 
 DAGS = Path(__file__).resolve().parents[3] / "dags"
 K8S_VERSION = "1.33.0"
@@ -164,22 +167,28 @@ spec:
 """
 
 
+def settings_with(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> AirflowSideSettings:
+    """The Airflow-side settings with one more environment variable (the cached ones left as they were)."""
+    from stockpipe.orchestration.settings import airflow_settings
+
+    monkeypatch.setenv(name, value)
+    airflow_settings.cache_clear()
+    try:
+        return airflow_settings()
+    finally:
+        airflow_settings.cache_clear()
+
+
 def test_the_charts_pod_template_is_merged_under_the_operators_fields(
     cluster_dags: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """STOCKPIPE_AIRFLOW__POD_TEMPLATE_FILE (set by the chart) reaches the operator: the template's
     volumes and mounts stay, the operator's image and command win."""
     from stockpipe.orchestration.jobs import job_task
-    from stockpipe.orchestration.settings import airflow_settings
 
     template = tmp_path / "pod_template.yaml"
     template.write_text(POD_TEMPLATE)
-    monkeypatch.setenv("STOCKPIPE_AIRFLOW__POD_TEMPLATE_FILE", str(template))
-    airflow_settings.cache_clear()
-    try:
-        settings = airflow_settings()
-    finally:
-        airflow_settings.cache_clear()
+    settings = settings_with(monkeypatch, "STOCKPIPE_AIRFLOW__POD_TEMPLATE_FILE", str(template))
     assert settings.pod_template_file == template
     dag = cluster_dags["dbt_build"]
     task = job_task("dbt_build_templated", ["load", "dbt-build"], settings=settings, dag=dag)
@@ -198,15 +207,9 @@ def test_a_scheduler_outside_the_cluster_launches_pods_with_its_kubeconfig(
     cluster_dags: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from stockpipe.orchestration.jobs import job_task
-    from stockpipe.orchestration.settings import airflow_settings
 
     kubeconfig = tmp_path / "kubeconfig"
-    monkeypatch.setenv("STOCKPIPE_AIRFLOW__KUBECONFIG", str(kubeconfig))
-    airflow_settings.cache_clear()
-    try:
-        settings = airflow_settings()
-    finally:
-        airflow_settings.cache_clear()
+    settings = settings_with(monkeypatch, "STOCKPIPE_AIRFLOW__KUBECONFIG", str(kubeconfig))
     task = job_task("outside", ["lake", "compact"], settings=settings, dag=cluster_dags["lake_compaction"])
     assert task.in_cluster is False
     assert task.config_file == str(kubeconfig)
