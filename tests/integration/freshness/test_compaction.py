@@ -152,4 +152,7 @@ def test_compaction_while_the_consumer_writes_and_the_loader_loads(pipeline: Pip
     finally:
         conn.close()
     assert in_ledger is not None
-    assert in_ledger[0] >= 6
+    # The loader took part: it loaded objects while compaction replaced them under it (how many depends on
+    # who wins each race; exactly-once in bronze is what must not).
+    assert loader.loaded_objects > 0
+    assert in_ledger[0] >= loader.loaded_objects
