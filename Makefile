@@ -11,6 +11,11 @@ BIN := $(VENV)/bin
 export UV_CACHE_DIR := $(CACHE)/uv
 export STOCKPIPE_CACHE_DIR := $(CACHE)
 PYTEST_ARGS ?=
+# Two pytest-xdist workers: most tests wait on services, so two overlap well on two cores. A module's tests
+# stay on one worker, and the tests of what a machine has once (the node, the Docker engine) share one
+# (tests/conftest.py schedules them). TEST_WORKERS=0: serial.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL = -n $(TEST_WORKERS)
 
 .PHONY: help setup prereqs demo test test-unit test-integration lint fmt bench chaos services-up services-down services-status cluster-up cluster-down clean
 
@@ -36,13 +41,13 @@ demo: setup  ## run the pipeline end to end on one machine (local Kafka, MinIO, 
 	$(BIN)/stockpipe demo
 
 test: setup  ## every test: unit, then integration against real local services
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-unit: setup
-	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+	$(BIN)/pytest -m unit $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-integration: setup
-	$(BIN)/pytest -m integration $(PYTEST_ARGS)
+	$(BIN)/pytest -m integration $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 lint: $(VENV)/.synced  ## ruff, mypy (strict on jobs/), sqlfluff on dbt/, yamllint
 	$(BIN)/ruff check jobs tests dags

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,13 @@ FREE_TOKEN = "free-test-token-0001"
 PREMIUM_TOKEN = "premium-test-token-0001"
 
 
+# What one machine has once: the node (its bridge, gateway address, iptables chains and DNS port), the
+# Docker engine the image and node tests start and stop, the default service ports and state folders.
+# Under pytest-xdist (`make test` runs two workers) these tests share one worker, and every other
+# module's tests share one too (its module fixtures are built once).
+ONE_PER_MACHINE = ("tests/cluster/", "tests/images/", "tests/integration/localservices/test_services_cli.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests under tests/integration use real services; everything else is a unit test."""
     for item in items:
@@ -28,6 +36,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         elif "unit" in parts or "chart" in parts:
             item.add_marker(pytest.mark.unit)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Whole modules to a worker, and the machine's one-of-a-kind tests together (pytest-xdist's own
+    --dist loadgroup marks are not seen under pytest 9: it sets a node id attribute pytest no longer reads)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleAndMachineScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist has no type hints
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "machine" if module.startswith(ONE_PER_MACHINE) else module
+
+    return ModuleAndMachineScheduling(config, log)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dbt_scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test process's own dbt target and log folders: dbt/target is one per checkout, and two test
+    workers building at once would overwrite each other's manifest and partial parse."""
+    root = tmp_path_factory.mktemp("dbt")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DBT_TARGET_PATH", str(root / "target"))
+    patch.setenv("DBT_LOG_PATH", str(root / "logs"))
+    patch.setenv("STOCKPIPE_DBT_TARGET_PATH", str(root / "target" / "continuous"))  # the continuous loader's
+    yield
+    patch.undo()
 
 
 @pytest.fixture
@@ -44,7 +78,11 @@ def restore_logging() -> Iterator[None]:
 def no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Settings come only from the test: none leak in from the developer's environment."""
     for name in list(os.environ):
-        if name.startswith("STOCKPIPE_") and name not in ("STOCKPIPE_CACHE_DIR", "STOCKPIPE_STATE_DIR"):
+        if name.startswith("STOCKPIPE_") and name not in (
+            "STOCKPIPE_CACHE_DIR",
+            "STOCKPIPE_STATE_DIR",
+            "STOCKPIPE_DBT_TARGET_PATH",
+        ):
             monkeypatch.delenv(name)
 
 

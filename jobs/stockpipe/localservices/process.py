@@ -19,6 +19,11 @@ class ServiceError(RuntimeError):
     """A local service could not be set up, started or checked."""
 
 
+# Not the `random` module's state: a test (or hypothesis) may seed it, and parallel test workers would
+# then try the same ports in the same order.
+_PORTS = random.SystemRandom()
+
+
 def free_port() -> int:
     """A free loopback port below Linux's ephemeral range (32768+).
 
@@ -27,7 +32,7 @@ def free_port() -> int:
     default service ports (19000-19099) and the demo's (29000-29099) are left alone.
     """
     for _ in range(200):
-        port = random.randrange(20_000, 32_000)  # noqa: S311 - spreading ports, not security
+        port = _PORTS.randrange(20_000, 32_000)
         if 29_000 <= port < 29_100:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
