@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sqlite3
 import time
 from collections import Counter
@@ -32,7 +31,7 @@ from stockpipe.localservices.kube.deploy import (
     deployed_on_node,
     restart_counts,
 )
-from stockpipe.localservices.kube.node import NODE_NAME
+from stockpipe.localservices.kube.node import NODE_NAME, missing_for_node
 from stockpipe.localservices.kube.tools import CommandError
 from stockpipe.orchestration.embedded import DagRunFailed, run_dag
 
@@ -43,10 +42,8 @@ COMPONENTS = ("producer", "consumer", "operator", "dashboard")
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeDeployment]:
-    missing = [tool for tool in ("containerd", "ctr", "runc", "iptables", "ip", "dockerd") if not shutil.which(tool)]
-    missing += [] if Path("/usr/lib/cni/bridge").exists() else ["containernetworking-plugins"]
-    if os.geteuid() != 0 or missing:
-        pytest.skip(f"the node needs root and {', '.join(missing) or 'root'} (.ci/prereqs.sh installs them)")
+    if missing := missing_for_node("dockerd"):
+        pytest.skip(f"the node needs {', '.join(missing)} (.ci/prereqs.sh installs them; CI runs as root)")
     work = tmp_path_factory.mktemp("chart-on-node")
     with deployed_on_node(work, namespace=NAMESPACE, images=(*NODE_IMAGES, "stockpipe-jobs"), echo=print) as deployed:
         yield deployed

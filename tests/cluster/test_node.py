@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from stockpipe.localservices.kube.controlplane import ControlPlane
-from stockpipe.localservices.kube.node import BRIDGE, PAUSE_IMAGE, POD_CIDR, leftovers
+from stockpipe.localservices.kube.node import BRIDGE, PAUSE_IMAGE, POD_CIDR, leftovers, missing_for_node
 from stockpipe.localservices.kube.tools import RESTRICTED_LABELS, Kubectl
 
 
@@ -36,10 +35,8 @@ def _chains() -> str:
 
 @pytest.fixture
 def node_prerequisites() -> None:
-    missing = [tool for tool in ("containerd", "ctr", "runc", "iptables", "ip") if not shutil.which(tool)]
-    missing += [] if Path("/usr/lib/cni/bridge").exists() else ["containernetworking-plugins"]
-    if os.geteuid() != 0 or missing:
-        pytest.skip(f"a node needs root and {', '.join(missing) or 'root'} (.ci/prereqs.sh installs them)")
+    if missing := missing_for_node():
+        pytest.skip(f"a node needs {', '.join(missing)} (.ci/prereqs.sh installs them; CI runs as root)")
 
 
 def _deployment(namespace: str) -> dict[str, object]:

@@ -84,14 +84,13 @@ def _is_symbol(symbol: str, message: dict[str, Any]) -> bool:
 
 def _edit_to_stream(edits: int) -> dict[str, Any]:
     """Watchlist edit -> the new symbol's first quote on the topic, through the producer pod on the local node."""
-    import os
-    import shutil
-
     from stockpipe.localservices.kube.deploy import TopicReader, deployed_on_node
+    from stockpipe.localservices.kube.node import missing_for_node
 
-    missing = [t for t in ("containerd", "ctr", "runc", "iptables", "dockerd") if not shutil.which(t)]
-    if os.geteuid() != 0 or missing or edits <= 0:
-        return {"edit_to_stream_skipped": f"needs root and {', '.join(missing) or 'edits > 0'}"}
+    if edits <= 0:
+        return {}
+    if missing := missing_for_node("dockerd"):
+        return {"edit_to_stream_skipped": f"the node needs {', '.join(missing)}"}
     with tempfile.TemporaryDirectory(prefix="stockpipe-node-bench-") as tmp, deployed_on_node(Path(tmp)) as node:
         reader = TopicReader(node.broker.bootstrap, node.values["kafka"]["topics"]["quotes"]["name"])
         samples = []

@@ -61,6 +61,14 @@ SYSCTLS = (
 NODE_COMPONENTS = ("containerd", "kube-scheduler", "cluster-dns", "kube-proxy", "kubelet")
 
 
+def missing_for_node(*tools: str) -> list[str]:
+    """What this machine lacks to run the node (and `tools`, e.g. dockerd for images): empty when it can."""
+    needed = ("containerd", "ctr", "runc", "iptables", "ip", *tools)
+    missing = [tool for tool in needed if not shutil.which(tool)]
+    missing += [] if (Path(CNI_BIN_DIR) / "bridge").exists() else ["containernetworking-plugins"]
+    return missing + ([] if os.geteuid() == 0 else ["root"])
+
+
 def _run(*argv: str, check: bool = True) -> str:
     result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
     if check and result.returncode != 0:
