@@ -24,7 +24,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from stockpipe.bench.chaos import Scenario
-from stockpipe.localservices.kube.controlplane import ControlPlane, write_kubeconfig
+from stockpipe.bench.cluster import CHART_VALUES, edit_symbols
+from stockpipe.localservices.imagebuild import repo_root
+from stockpipe.localservices.kube.controlplane import ControlPlane
 from stockpipe.localservices.kube.tools import (
     RESTRICTED_LABELS,
     CommandError,
@@ -32,6 +34,7 @@ from stockpipe.localservices.kube.tools import (
     Kubectl,
     chart_without_dependencies,
     operator_service_account,
+    service_account_kubeconfig,
     start_operator,
     values_args,
 )
@@ -43,12 +46,6 @@ WATCHLIST = "chaos"
 CONFIGMAP = "stockpipe-watchlist"
 FAULTS = ("watch", "apiserver", "configmap", "burst")
 SETTLE_S = 60.0
-CHART_VALUES = {
-    "airflow": {"enabled": False},
-    "kafka": {"external": {"enabled": True, "bootstrapServers": "kafka.example.internal:9092"}},
-    "lake": {"mode": "external", "endpoint": "http://s3.example.internal:9000"},
-    "watchlist": {"create": False},
-}
 
 
 class _Edits:
@@ -61,7 +58,7 @@ class _Edits:
 
     def edit(self) -> list[str]:
         self.count += 1
-        symbols = ["AAPL", "MSFT", f"Q{chr(65 + self.count // 26 % 26)}{chr(65 + self.count % 26)}"]
+        symbols = edit_symbols(self.count)
         if self.count == 1:
             self.kubectl.apply({
                 "apiVersion": "stockpipe.io/v1alpha1",
@@ -151,7 +148,7 @@ def operator_faults(
     kubectl = Kubectl(Path(info.kubeconfig))
     kubectl.namespace(NAMESPACE, RESTRICTED_LABELS)
     helm = Helm(Path(info.kubeconfig), work / "helm")
-    chart = chart_without_dependencies(Path(__file__).resolve().parents[3] / "charts" / "stockpipe", work / "chart")
+    chart = chart_without_dependencies(repo_root() / "charts" / "stockpipe", work / "chart")
     helm.run("install", "chaos", str(chart), "-n", NAMESPACE, *values_args(CHART_VALUES))
     toxi = Toxiproxy(work / "toxiproxy-apiserver", free_port())
     toxi_record = toxi.start()
@@ -163,11 +160,9 @@ def operator_faults(
         api = urlparse(info.server)
         proxied = toxi.proxy("apiserver", free_port(), f"{api.hostname}:{api.port}")
         account = operator_service_account(kubectl, NAMESPACE)
-        token = kubectl.create_token(NAMESPACE, account)
-        user = f"system:serviceaccount:{NAMESPACE}:{account}"
-        config = write_kubeconfig(work / "operator.kubeconfig", f"https://{proxied}", Path(info.ca_file), user, token,
-                                  NAMESPACE)  # fmt: skip
-        pid = start_operator(config, NAMESPACE, work / "operator.log", resync_seconds=5)
+        operator = service_account_kubeconfig(kubectl, info, NAMESPACE, account, work / "operator.kubeconfig",
+                                              server=f"https://{proxied}")  # fmt: skip
+        pid = start_operator(operator.kubeconfig, NAMESPACE, work / "operator.log", resync_seconds=5)
         edits.edit()
         if edits.settle() is None:
             raise ServiceError(f"the operator never rendered the first edit; see {work / 'operator.log'}")

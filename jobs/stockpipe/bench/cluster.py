@@ -50,7 +50,7 @@ CHART_VALUES: dict[str, Any] = {
 }
 
 
-def _symbols(i: int) -> list[str]:
+def edit_symbols(i: int) -> list[str]:
     # A distinct list per edit, so each edit changes the rendered ConfigMap.
     return ["AAPL", "MSFT", f"Q{chr(65 + i // 26)}{chr(65 + i % 26)}"]
 
@@ -96,7 +96,7 @@ def _edit_to_stream(edits: int) -> dict[str, Any]:
         samples = []
         try:
             for i in range(1, edits + 1):
-                symbols = _symbols(i)
+                symbols = edit_symbols(i)
                 start = reader.end_offsets()
                 began = time.perf_counter()
                 node.kubectl.run("patch", "tickerwatchlist", node.values["watchlist"]["name"], "-n", node.namespace,
@@ -140,17 +140,20 @@ def run_cluster_bench(
                 "apiVersion": "stockpipe.io/v1alpha1",
                 "kind": "TickerWatchlist",
                 "metadata": {"name": WATCHLIST},
-                "spec": {"symbols": _symbols(0), "pollIntervalSeconds": 15, "sources": ["quotes"]},
+                "spec": {"symbols": edit_symbols(0), "pollIntervalSeconds": 15, "sources": ["quotes"]},
             }
             info.request("POST", path, manifest)
-            _wait_rendered(info, _symbols(0), timeout_s=120)  # the operator's start-up is not an edit
+            _wait_rendered(info, edit_symbols(0), timeout_s=120)  # the operator's start-up is not an edit
             samples = []
             for i in range(1, edits + 1):
                 began = time.perf_counter()
                 info.request(
-                    "PATCH", f"{path}/{WATCHLIST}", {"spec": {"symbols": _symbols(i)}}, "application/merge-patch+json"
+                    "PATCH",
+                    f"{path}/{WATCHLIST}",
+                    {"spec": {"symbols": edit_symbols(i)}},
+                    "application/merge-patch+json",
                 )
-                samples.append(_wait_rendered(info, _symbols(i)) - began)
+                samples.append(_wait_rendered(info, edit_symbols(i)) - began)
         finally:
             if pid is not None:
                 terminate(pid)

@@ -73,12 +73,15 @@ class Kubectl:
 
 
 def service_account_kubeconfig(
-    admin: Kubectl, info: ClusterInfo, namespace: str, service_account: str, path: Path
+    admin: Kubectl, info: ClusterInfo, namespace: str, service_account: str, path: Path, server: str | None = None
 ) -> Kubectl:
-    """A kubeconfig that authenticates as the ServiceAccount itself, with no admin rights."""
+    """A kubeconfig that authenticates as the ServiceAccount itself, with no admin rights.
+
+    `server`: another address of the same API server (a proxy in front of it); default the API server's own.
+    """
     token = admin.create_token(namespace, service_account)
     user = f"system:serviceaccount:{namespace}:{service_account}"
-    return Kubectl(write_kubeconfig(path, info.server, Path(info.ca_file), user, token, namespace))
+    return Kubectl(write_kubeconfig(path, server or info.server, Path(info.ca_file), user, token, namespace))
 
 
 @dataclass(frozen=True)
