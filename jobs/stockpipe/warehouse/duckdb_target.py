@@ -1,13 +1,15 @@
 """The embedded warehouse: bronze in a DuckDB file, loaded straight from the lake's Parquet.
 
-Reading the lake:
-- a local lake is scanned by DuckDB itself (read_parquet over the batch's files, in parallel);
-- an S3 lake is read by Arrow's own S3 filesystem and dataset scanner (C++ threads, many objects in
-  flight, no GIL) and handed to DuckDB as Arrow: about the local rate on the local MinIO, where
-  s3fs GETs decoded object by object in Python were 16x slower. DuckDB cannot download httpfs
-  here, and reading s3:// through a filesystem registered with `duckdb.register_filesystem` was
-  slower still (DuckDB calls back into Python for every read); `FsspecScanReader` and
-  `S3fsArrowReader` keep those paths for comparison (see bench/warehouse.py).
+Reading the lake: DuckDB's own parallel Parquet scan over local files, always.
+- A local lake is scanned where it lies.
+- An S3 lake's batch is first fetched into a spool directory beside the database file (concurrent
+  whole-object GETs through Arrow's C++ S3 client, off the GIL), then scanned the same way, and the
+  spool is removed when the batch ends. Per-object round trips, not bytes, are what an S3 load of
+  small objects costs; fetching them all at once and reading them locally measured faster on the local
+  MinIO than Arrow's dataset scan handing Arrow to DuckDB (a HEAD and two ranged GETs per object,
+  then a second pass over the rows in DuckDB), and far faster than s3fs GETs or a filesystem
+  registered with DuckDB (which calls back into Python for every read). DuckDB cannot download
+  httpfs here. A batch is at most `batch_max_bytes`: that is the spool's peak size.
 """
 
 # SQL is built here from identifiers defined in code and values quoted by sqlgen.string_literal.
@@ -15,21 +17,22 @@ Reading the lake:
 
 from __future__ import annotations
 
-import io
 import logging
+import os
+import shutil
+import tempfile
 import threading
+import uuid
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import duckdb
-import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from stockpipe.lake.store import Lake
 from stockpipe.settings import LakeSettings
@@ -41,6 +44,10 @@ from stockpipe.warehouse.loader import Batch, BatchResult, LoadError
 log = logging.getLogger(__name__)
 
 BRONZE = "bronze"
+
+# Names this process's spool directories: any other one beside a database this process opened for
+# writing was left by a process that died (DuckDB lets one process at a time open a file to write).
+_SPOOL_OWNER = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -60,22 +67,16 @@ class ObjectReader(Protocol):
 
 
 class ParquetScanReader:
-    """DuckDB's read_parquet over the objects' paths: local files, or s3:// through a registered filesystem."""
+    """DuckDB's read_parquet over the objects as local files under `root` (a local lake, or a spool)."""
 
-    def __init__(self, lake: Lake) -> None:
-        self.lake = lake
-
-    def _paths(self, objects: Sequence[LakeObject]) -> list[str]:
-        return [self.lake.path(o.key) for o in objects]
-
-    def _root(self) -> str:
-        return self.lake.root + "/"
+    def __init__(self, root: str | Path) -> None:
+        self.root = str(root).rstrip("/")
 
     def open(
         self, conn: duckdb.DuckDBPyConnection, dataset: Dataset, objects: Sequence[LakeObject], name: str
     ) -> dict[str, int]:
-        files = _sql_list(self._paths(objects))
-        root = self._root()
+        files = _sql_list([f"{self.root}/{o.key}" for o in objects])
+        root = self.root + "/"
         # Footers only: the rows of each object, and whether every object has every column.
         rows = conn.execute(f"SELECT file_name, num_rows FROM parquet_file_metadata({files})").fetchall()
         names = conn.execute(f"SELECT file_name, list(name) FROM parquet_schema({files}) GROUP BY file_name").fetchall()
@@ -93,35 +94,6 @@ class ParquetScanReader:
         conn.execute(f"DROP VIEW IF EXISTS {name}")
 
 
-class FsspecScanReader(ParquetScanReader):
-    """read_parquet on s3:// URLs served by the lake's s3fs, registered with DuckDB (slower: see module doc)."""
-
-    def __init__(self, lake: Lake, conn: duckdb.DuckDBPyConnection) -> None:
-        super().__init__(lake)
-        conn.register_filesystem(lake.fs)
-
-    def _paths(self, objects: Sequence[LakeObject]) -> list[str]:
-        return [self.lake.uri(o.key) for o in objects]
-
-    def _root(self) -> str:
-        return self.lake.uri("")
-
-
-def conform(table: pa.Table, schema: pa.Schema, key: str) -> pa.Table:
-    """The object's columns in contract order and types; absent optional columns become nulls."""
-    arrays: list[Any] = []
-    for f in schema:
-        if f.name in table.column_names:
-            arrays.append(table[f.name].cast(f.type))
-        elif f.nullable:
-            arrays.append(pa.nulls(table.num_rows, f.type))
-        else:
-            raise LoadError(f"{key}: required column {f.name!r} is missing")
-    # Nullability is bronze's to check (NOT NULL, inside the transaction), not the reader's.
-    relaxed = pa.schema([pa.field(f.name, f.type) for f in schema])
-    return pa.Table.from_arrays(arrays, schema=relaxed)
-
-
 def arrow_s3(settings: LakeSettings) -> pafs.S3FileSystem:
     """Arrow's S3 filesystem for the lake's endpoint and keys (None: AWS and its credential chain)."""
     kwargs: dict[str, Any] = {"region": settings.region}
@@ -135,69 +107,72 @@ def arrow_s3(settings: LakeSettings) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
-def _with_source(tables: Sequence[pa.Table], keys: Sequence[str]) -> pa.Table:
-    """The objects' tables as one, with each row's object key as `source_file`."""
-    table = pa.concat_tables(tables)
-    counts = np.array([t.num_rows for t in tables], dtype=np.int64)
-    source = pa.array(keys, pa.string()).take(pa.array(np.repeat(np.arange(len(keys)), counts)))
-    return table.append_column("source_file", source)
+class S3SpoolReader:
+    """Fetches an S3 batch's objects into a spool directory (concurrent GETs), then scans them as local files.
 
+    An object whose size is not the listed one changed after the listing: the batch fails (and is
+    rolled back) rather than record the listed ETag beside other bytes; the next load lists it again.
+    """
 
-class ArrowReader:
-    """Reads the objects through Arrow's S3 filesystem: a dataset scan, many objects at once, off the GIL."""
-
-    def __init__(self, lake: Lake, readahead: int = 64) -> None:
+    def __init__(self, lake: Lake, spool: Path, fetchers: int = 16) -> None:
         self.lake = lake
-        self.readahead = readahead
+        self.spool = spool
+        self.fetchers = fetchers
         self._fs: pafs.FileSystem | None = None
+        self._dirs: dict[str, Path] = {}
+        self._scan: dict[str, ParquetScanReader] = {}
 
     @property
     def fs(self) -> pafs.FileSystem:
         if self._fs is None:
-            self._fs = pafs.LocalFileSystem() if self.lake.is_local else arrow_s3(self.lake.settings)
+            self._fs = arrow_s3(self.lake.settings)
         return self._fs
 
-    def read(self, dataset: Dataset, objects: Sequence[LakeObject]) -> pa.Table:
-        keys = {self.lake.path(o.key): o.key for o in objects}
-        scan = ds.dataset(list(keys), format="parquet", filesystem=self.fs).scanner(
-            use_threads=True, fragment_readahead=self.readahead, batch_size=1 << 20
-        )
-        pieces: dict[str, list[pa.RecordBatch]] = {path: [] for path in keys}
-        for tagged in scan.scan_batches():
-            pieces[tagged.fragment.path].append(tagged.record_batch)
-        tables = []
-        for path, key in keys.items():
-            if pieces[path]:
-                table = pa.Table.from_batches(pieces[path])
-            else:
-                table = pq.read_schema(path, filesystem=self.fs).empty_table()
-            tables.append(conform(table, dataset.schema, key))
-        return _with_source(tables, list(keys.values()))
+    def sweep(self) -> None:
+        """Remove spool directories left by processes that died mid-batch."""
+        if self.spool.is_dir():
+            for left in self.spool.iterdir():
+                if not left.name.startswith(_SPOOL_OWNER):
+                    log.info("removing the spool directory %s of a process that ended mid-batch", left)
+                    shutil.rmtree(left, ignore_errors=True)
+
+    def _fetch(self, obj: LakeObject, into: Path) -> None:
+        dest = into / obj.key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with self.fs.open_input_stream(self.lake.path(obj.key)) as source, dest.open("wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+            size = out.tell()
+        if size != obj.info.size:
+            raise LoadError(f"{obj.key}: read {size} bytes, listed with {obj.info.size}: it changed after the listing")
 
     def open(
         self, conn: duckdb.DuckDBPyConnection, dataset: Dataset, objects: Sequence[LakeObject], name: str
     ) -> dict[str, int]:
-        table = self.read(dataset, objects)
-        conn.register(name, table)
-        counts = table.group_by("source_file").aggregate([("source_file", "count")]).to_pylist()
-        found = {str(r["source_file"]): int(r["source_file_count"]) for r in counts}
-        return {o.key: found.get(o.key, 0) for o in objects}
+        self.spool.mkdir(parents=True, exist_ok=True)
+        into = Path(tempfile.mkdtemp(prefix=f"{_SPOOL_OWNER}-{name}-", dir=self.spool))
+        try:
+            with ThreadPoolExecutor(max(1, min(self.fetchers, len(objects)))) as pool:
+                for _ in pool.map(lambda o: self._fetch(o, into), objects):
+                    pass
+            scan = ParquetScanReader(into)
+            counts = scan.open(conn, dataset, objects, name)
+        except BaseException:
+            shutil.rmtree(into, ignore_errors=True)
+            raise
+        self._dirs[name], self._scan[name] = into, scan
+        return counts
 
     def close(self, conn: duckdb.DuckDBPyConnection, name: str) -> None:
-        conn.unregister(name)
+        self._scan.pop(name).close(conn, name)
+        shutil.rmtree(self._dirs.pop(name), ignore_errors=True)
 
 
-class S3fsArrowReader(ArrowReader):
-    """The lake's s3fs fetches the objects (concurrent GETs), pyarrow decodes them one by one (for comparison)."""
-
-    def read(self, dataset: Dataset, objects: Sequence[LakeObject]) -> pa.Table:
-        paths = [self.lake.path(o.key) for o in objects]
-        blobs: Mapping[str, bytes] = self.lake.fs.cat(paths) if paths else {}
-        tables = [
-            conform(pq.read_table(io.BytesIO(blobs[path])), dataset.schema, obj.key)
-            for obj, path in zip(objects, paths, strict=True)
-        ]
-        return _with_source(tables, [o.key for o in objects])
+def spool_dir(database: Path | str) -> Path:
+    """Where an S3 batch is spooled: beside the database file (its volume holds the warehouse anyway)."""
+    if str(database) == ":memory:":
+        return Path(tempfile.gettempdir()) / "stockpipe-spool"
+    path = Path(database)
+    return path.with_name(path.name + ".spool")
 
 
 _COMMIT_LOCKS: dict[str, threading.Lock] = {}
@@ -230,7 +205,16 @@ class DuckDBTarget:
         self.conn.execute("SET TimeZone = 'UTC'")
         self.conn.execute("SET enable_progress_bar = false")
         self.lake = lake
-        self.reader: ObjectReader = reader or (ParquetScanReader(lake) if lake.is_local else ArrowReader(lake))
+        self.reader: ObjectReader = reader or self._default_reader(path, lake)
+
+    @staticmethod
+    def _default_reader(path: Path | str, lake: Lake) -> ObjectReader:
+        if lake.is_local:
+            return ParquetScanReader(lake.root)
+        reader = S3SpoolReader(lake, spool_dir(path))
+        if str(path) != ":memory:":
+            reader.sweep()  # the connection above holds the file: no other process spools beside it
+        return reader
 
     def close(self) -> None:
         self.conn.close()

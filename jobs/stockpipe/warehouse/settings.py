@@ -58,7 +58,11 @@ class WarehouseTargetSettings(BaseModel):
     duckdb_path: Path = Field(Path(".warehouse/stockpipe.duckdb"), description="the embedded warehouse file")
     duckdb_threads: int | None = Field(None, ge=1, description="DuckDB worker threads; default: all cores")
     batch_max_objects: int = Field(1000, ge=1, le=1000, description="objects per transaction (COPY FILES limit)")
-    batch_max_bytes: int = Field(512 * 1024 * 1024, ge=1, description="bytes of objects per transaction")
+    batch_max_bytes: int = Field(
+        512 * 1024 * 1024,
+        ge=1,
+        description="bytes of objects per transaction (an S3 batch's spool beside the DuckDB file)",
+    )
     dbt_project_dir: Path = Field(Path("dbt"), description="holds dbt_project.yml and profiles.yml")
     snowflake: SnowflakeSettings = SnowflakeSettings()
 

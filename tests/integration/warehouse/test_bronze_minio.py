@@ -1,4 +1,4 @@
-"""Lake -> bronze on DuckDB with the lake on the real local MinIO (S3 through s3fs, no httpfs)."""
+"""Lake -> bronze on DuckDB with the lake on the real local MinIO (each batch spooled through Arrow's S3 client)."""
 
 # Queries name tables and columns defined in the code.
 # ruff: noqa: S608
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from stockpipe.batch import lakeio
 from stockpipe.contracts.messages import QUOTE_V1
@@ -27,25 +28,26 @@ from stockpipe.lake.store import Lake
 from stockpipe.marketdata.history import HistoryBar
 from stockpipe.settings import LakeSettings
 from stockpipe.warehouse.datasets import Dataset
-from stockpipe.warehouse.duckdb_target import ArrowReader, DuckDBTarget
+from stockpipe.warehouse.duckdb_target import DuckDBTarget, S3SpoolReader, spool_dir
 from stockpipe.warehouse.listing import LakeObject
-from stockpipe.warehouse.loader import BronzeLoader
+from stockpipe.warehouse.loader import BronzeLoader, LoadError
 
 from .conftest import SyntheticLake
 
 
-class CountingArrowReader(ArrowReader):
-    """The S3 reader of production, remembering the objects it was asked for."""
+class WatchedSpoolReader(S3SpoolReader):
+    """The S3 reader of production, noting the files in its spool while each batch is open."""
 
-    def __init__(self, lake: Lake) -> None:
-        super().__init__(lake)
-        self.read_keys: list[str] = []
+    def __init__(self, lake: Lake, spool: Path) -> None:
+        super().__init__(lake, spool)
+        self.spooled: dict[str, int] = {}
 
     def open(
         self, conn: duckdb.DuckDBPyConnection, dataset: Dataset, objects: Sequence[LakeObject], name: str
     ) -> dict[str, int]:
-        self.read_keys += [o.key for o in objects]
-        return super().open(conn, dataset, objects, name)
+        counts = super().open(conn, dataset, objects, name)
+        self.spooled[dataset.name] = sum(1 for _ in self.spool.rglob("*.parquet"))
+        return counts
 
 
 def bronze_counts(target: DuckDBTarget) -> dict[str, int]:
@@ -63,7 +65,7 @@ def test_minio_lake_loads_into_duckdb_and_a_second_load_changes_nothing(
     lake = minio_lake.lake
     assert not lake.is_local
     with DuckDBTarget(tmp_path / "wh.duckdb", lake) as target:
-        assert isinstance(target.reader, ArrowReader)
+        assert isinstance(target.reader, S3SpoolReader)
         report = BronzeLoader(lake, target).run()
         assert report.loaded_objects == minio_lake.objects
         assert bronze_counts(target) == minio_lake.rows
@@ -81,6 +83,69 @@ def test_minio_lake_loads_into_duckdb_and_a_second_load_changes_nothing(
         full = BronzeLoader(lake, target, listing="full").run()
         assert (full.listed, full.pending, full.batches) == (minio_lake.objects, 0, 0)
         assert target.conn.execute("SELECT * FROM bronze.trades ORDER BY ALL").fetchall() == before
+    # Each batch's spool is gone with the batch.
+    assert list(spool_dir(tmp_path / "wh.duckdb").iterdir()) == []
+
+
+def test_a_batch_is_read_from_a_local_spool_that_is_removed_after_it(minio_lake: SyntheticLake, tmp_path: Path) -> None:
+    db = tmp_path / "wh.duckdb"
+    with DuckDBTarget(db, minio_lake.lake) as target:
+        reader = WatchedSpoolReader(minio_lake.lake, spool_dir(db))
+        target.reader = reader
+        report = BronzeLoader(minio_lake.lake, target).run()
+        assert report.batches == 1
+        assert bronze_counts(target) == minio_lake.rows
+    # While a dataset's relation was open, its objects lay in the spool (with those opened before it).
+    opened = 0
+    for dataset in reader.spooled:
+        opened += len(minio_lake.keys[dataset])
+        assert reader.spooled[dataset] == opened
+    assert set(reader.spooled) == set(minio_lake.keys)
+    assert list(spool_dir(db).iterdir()) == []
+
+
+def test_an_object_rewritten_after_the_listing_fails_its_batch_and_loads_next_time(
+    minio_lake: SyntheticLake, tmp_path: Path
+) -> None:
+    lake = minio_lake.lake
+    key = minio_lake.keys["quotes"][0]
+    original = pq.read_table(io.BytesIO(lake.read(key)))
+    rewritten = lakeio.encode(original.slice(0, original.num_rows - 1))
+
+    class RewritingReader(S3SpoolReader):
+        """Rewrites one object between the loader's listing and its read, once."""
+
+        def open(
+            self, conn: duckdb.DuckDBPyConnection, dataset: Dataset, objects: Sequence[LakeObject], name: str
+        ) -> dict[str, int]:
+            if lake.read(key) != rewritten:
+                lake.write_atomic(key, rewritten)
+            return super().open(conn, dataset, objects, name)
+
+    db = tmp_path / "wh.duckdb"
+    with DuckDBTarget(db, lake) as target:
+        target.reader = RewritingReader(lake, spool_dir(db))
+        with pytest.raises(LoadError, match="changed after the listing") as failed:
+            BronzeLoader(lake, target).run()
+        assert key in str(failed.value)
+        assert sum(bronze_counts(target).values()) == 0
+        assert target.conn.execute("SELECT count(*) FROM bronze.load_ledger").fetchone() == (0,)
+        assert list(spool_dir(db).iterdir()) == []
+        # The next load lists the object as it is now and records that version.
+        report = BronzeLoader(lake, target).run()
+        assert report.loaded_objects == minio_lake.objects
+        assert bronze_counts(target)["quotes"] == minio_lake.rows["quotes"] - 1
+        etag = target.conn.execute("SELECT etag FROM bronze.load_ledger WHERE object_key = ?", [key]).fetchone()
+        assert etag == (next(o.etag for o in lake.walk("raw") if o.key == key),)
+
+
+def test_a_spool_left_by_a_process_that_died_mid_batch_is_removed(s3_lake: LakeSettings, tmp_path: Path) -> None:
+    db = tmp_path / "wh.duckdb"
+    left = spool_dir(db) / "4242-0badf00d-_batch_quotes-x1y2" / "raw" / "quotes" / "dt=2025-01-10"
+    left.mkdir(parents=True)
+    (left / "quotes+0+00000000000000000000+00000000000000000009.parquet").write_bytes(b"half of an object")
+    with DuckDBTarget(db, Lake(s3_lake)):
+        assert list(spool_dir(db).iterdir()) == []
 
 
 class CountingProxy:

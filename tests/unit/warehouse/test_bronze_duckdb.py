@@ -42,7 +42,7 @@ class CountingReader(ParquetScanReader):
     """The production reader, remembering which objects it was asked to read."""
 
     def __init__(self, lake: Lake) -> None:
-        super().__init__(lake)
+        super().__init__(lake.root)
         self.read_keys: list[str] = []
 
     def open(
