@@ -112,8 +112,15 @@ def test_no_log_line_slack_message_or_file_holds_a_secret(
     }
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "stockpipe.cli", "consumer"], env=env, stdout=out, stderr=out)
+    lake_root = Path(file_lake.url.removeprefix("file://"))
+
+    def alerted_and_written() -> bool:
+        # The alert and a dead-letter object in the lake (written once the dead letters' window closes).
+        alerted = any("dead-letter" in t for t in slack_standin.texts())
+        return alerted and any(lake_root.glob("raw/dlq/**/*.parquet"))
+
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not any("dead-letter" in t for t in slack_standin.texts()):
+    while time.monotonic() < deadline and not alerted_and_written():
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, log.read_text()[-2000:]
@@ -131,7 +138,6 @@ def test_no_log_line_slack_message_or_file_holds_a_secret(
     assert leaks(out + err) == []
     assert leaks(consumer_log) == []
     assert leaks(posted) == []
-    lake_root = Path(file_lake.url.removeprefix("file://"))
     written = [p for p in lake_root.rglob("*") if p.is_file()]
     assert written
     for path in written:
