@@ -69,6 +69,7 @@ def demo_command(
         )
         producer = build_producer(settings, threading.Event())
         stats = producer.run()
+        producer.close()
         console.print(f"published {stats.published:,} quotes ({stats.deduplicated:,} unchanged quotes not re-sent)")
 
         console.rule("[bold]consumer: Kafka -> lake (Parquet, exactly once)")

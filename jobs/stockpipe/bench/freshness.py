@@ -135,7 +135,7 @@ def run_freshness_bench(out_dir: Path, duration_s: float = 330.0, symbols: int =
         # The last window closes when the next record (or the session close) arrives: a watermark stands in.
         producer.publisher.watermark(kafka.topic_quotes, clock.now() + timedelta(minutes=1))
         producer.publisher.watermark(kafka.topic_trades, clock.now() + timedelta(minutes=2))
-        producer.publisher.flush(30)
+        producer.close()
         time.sleep(45)  # drain: the last files load and build
         cpu = _cpu_seconds(loader.pid) - cpu_start
         wall = time.monotonic() - wall_start

@@ -44,7 +44,10 @@ def _replay(kafka: KafkaSettings) -> int:
         kafka=kafka, symbols=SYMBOLS, sources=["quotes", "trades"], replay_date=SESSION, replay_speed=1e9,
         metrics_port=0,
     )  # fmt: skip
-    return build_producer(settings, threading.Event()).run().published
+    producer = build_producer(settings, threading.Event())
+    published = producer.run().published
+    producer.close()
+    return published
 
 
 def _consumer(kafka: KafkaSettings, lake: LakeSettings, **overrides: Any) -> LakeConsumer:

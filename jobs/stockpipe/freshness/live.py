@@ -110,7 +110,7 @@ def measure_live(
     streaming.join(60)
     for topic in (kafka.topic_quotes, kafka.topic_trades):
         producer.publisher.watermark(topic, clock.now() + timedelta(minutes=2))  # the last files close
-    producer.publisher.flush(30)
+    producer.close()
     time.sleep(20)
     consumer.stop_event.set()
     loader.stop.set()

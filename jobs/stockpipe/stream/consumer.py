@@ -67,6 +67,7 @@ from stockpipe.observability import start_observability
 from stockpipe.settings import KafkaSettings, LakeSettings, StockpipeSettings
 from stockpipe.stream.heartbeat import Heartbeat
 from stockpipe.stream.lakewriter import PartitionFiles, find_resume_offset
+from stockpipe.stream.publisher import close_producer
 from stockpipe.stream.validation import BatchValidator, CheckedBatch, Reject, pick
 from stockpipe.stream.windows import SESSION_GRID_S
 
@@ -886,7 +887,8 @@ class LakeConsumer:
             self._clear_markers()  # a clean exit: no crash at these starts
         finally:
             self._commit_pending()
-            self.dlq.flush(30)
+            if dropped := close_producer(self.dlq, 30):
+                log.error("%d dead letters or notices undelivered at exit (their offsets are uncommitted)", dropped)
             self.heartbeat.close()
             self._checker.shutdown(wait=True, cancel_futures=True)
             self.consumer.close()

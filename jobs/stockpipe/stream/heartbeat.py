@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 
 from stockpipe.contracts.messages import iso
 from stockpipe.settings import KafkaSettings
+from stockpipe.stream.publisher import close_producer
 
 HEARTBEAT_V1 = "heartbeat.v1"
 log = logging.getLogger("stockpipe.heartbeat")
@@ -49,4 +50,4 @@ class Heartbeat:
 
     def close(self) -> None:
         if self._own:
-            self._producer.flush(5)
+            close_producer(self._producer, 5)  # a heartbeat not sent by then is stale anyway

@@ -322,6 +322,11 @@ class QuoteProducer:
             self.heartbeat.close()
         return self.stats
 
+    def close(self) -> None:
+        """Stop the Kafka client (after run, and after the trade stream sharing it has stopped)."""
+        if remaining := self.publisher.close():
+            log.error("%d messages never acknowledged", remaining)
+
 
 _EXTENDED_BEFORE_OPEN = timedelta(hours=5, minutes=30)  # 04:00 New York
 _EXTENDED_AFTER_CLOSE = timedelta(hours=4)  # 20:00 New York
@@ -401,6 +406,7 @@ def run_producer(settings: ProducerSettings) -> ProducerStats:
         stop.set()
         if trades:
             trades.join(timeout=10)
+        producer.close()
         if server:
             server.stop()
     log.info(

@@ -96,6 +96,22 @@ def _symbol_keys(messages: list[dict[str, Any]]) -> list[bytes]:
         return [str(m.get("symbol", "")).encode() if isinstance(m, dict) else b"" for m in messages]
 
 
+def close_producer(producer: Producer, timeout_s: float) -> int:
+    """Wait up to timeout_s for deliveries, drop what is left, and stop the client's threads.
+
+    Returns how many messages were dropped. Producer.close() alone waits for every queued message,
+    forever when the broker is gone; a client never closed keeps reconnecting (and logging) for as long
+    as its object lives.
+    """
+    producer.flush(timeout_s)
+    dropped = len(producer)
+    if dropped:
+        producer.purge()
+        producer.poll(0)  # the purged messages' delivery reports
+    producer.close()
+    return dropped
+
+
 class Publisher:
     CHUNK = 2_000  # messages checked at a time (measured: larger chunks are slower, colder in cache)
 
@@ -279,4 +295,10 @@ class Publisher:
         """Wait for delivery reports; returns how many are still in the queue."""
         remaining = int(self.producer.flush(timeout_s))
         self._account()
+        return remaining
+
+    def close(self, timeout_s: float = 30.0) -> int:
+        """Flush, then stop the client; returns how many messages were never acknowledged."""
+        remaining = self.flush(timeout_s)
+        close_producer(self.producer, 0)
         return remaining
