@@ -72,9 +72,6 @@ class Lake:
     def path(self, key: str) -> str:
         return f"{self.root}/{key.lstrip('/')}"
 
-    def uri(self, key: str) -> str:
-        return f"{'file://' if self.is_local else 's3://'}{self.path(key)}"
-
     def key_of(self, path: str) -> str:
         return path.removeprefix(self.root).lstrip("/")
 

@@ -119,8 +119,7 @@ class S3SpoolReader:
         self.spool = spool
         self.fetchers = fetchers
         self._fs: pafs.FileSystem | None = None
-        self._dirs: dict[str, Path] = {}
-        self._scan: dict[str, ParquetScanReader] = {}
+        self._open: dict[str, ParquetScanReader] = {}  # by relation; each one's root is its spool directory
 
     @property
     def fs(self) -> pafs.FileSystem:
@@ -152,19 +151,19 @@ class S3SpoolReader:
         into = Path(tempfile.mkdtemp(prefix=f"{_SPOOL_OWNER}-{name}-", dir=self.spool))
         try:
             with ThreadPoolExecutor(max(1, min(self.fetchers, len(objects)))) as pool:
-                for _ in pool.map(lambda o: self._fetch(o, into), objects):
-                    pass
+                list(pool.map(lambda o: self._fetch(o, into), objects))
             scan = ParquetScanReader(into)
             counts = scan.open(conn, dataset, objects, name)
         except BaseException:
             shutil.rmtree(into, ignore_errors=True)
             raise
-        self._dirs[name], self._scan[name] = into, scan
+        self._open[name] = scan
         return counts
 
     def close(self, conn: duckdb.DuckDBPyConnection, name: str) -> None:
-        self._scan.pop(name).close(conn, name)
-        shutil.rmtree(self._dirs.pop(name), ignore_errors=True)
+        scan = self._open.pop(name)
+        scan.close(conn, name)
+        shutil.rmtree(scan.root, ignore_errors=True)
 
 
 def spool_dir(database: Path | str) -> Path:
