@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 PYTEST_PARALLEL = -n $(TEST_WORKERS)
 
-.PHONY: help setup prereqs demo test test-unit test-integration lint fmt bench chaos services-up services-down services-status cluster-up cluster-down clean
+.PHONY: help setup prereqs demo test test-images test-unit test-integration lint fmt bench chaos services-up services-down services-status cluster-up cluster-down clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -40,8 +40,13 @@ setup: prereqs $(VENV)/.synced  ## install pinned Python deps into .venv; fetch/
 demo: setup  ## run the pipeline end to end on one machine (local Kafka, MinIO, DuckDB; no credentials)
 	$(BIN)/stockpipe demo
 
-test: setup  ## every test: unit, then integration against real local services
+test: setup test-images  ## every test: unit, then integration against real local services
 	$(BIN)/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+# The four images, built (or found current in the engine's layer cache) before the tests, so a cold
+# build runs under no test's timeout. Where no engine can run (not root, no dockerd) it says so.
+test-images: setup
+	$(BIN)/python -m stockpipe_dev.localservices.imagebuild --if-engine --stop-engine
 
 test-unit: setup
 	$(BIN)/pytest -m unit $(PYTEST_PARALLEL) $(PYTEST_ARGS)
@@ -53,6 +58,7 @@ lint: $(VENV)/.synced  ## ruff, mypy (strict on jobs/), sqlfluff on dbt/, yamlli
 	$(BIN)/ruff check jobs tests dags
 	$(BIN)/ruff format --check jobs tests dags
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	@if compgen -G "dbt/models/**/*.sql" >/dev/null || compgen -G "dbt/models/*/*.sql" >/dev/null; then \
 		$(BIN)/sqlfluff lint dbt --processes 2; else echo "sqlfluff: no dbt models yet"; fi
 	$(BIN)/yamllint -s .
@@ -79,7 +85,7 @@ services-status:
 
 .PHONY: images
 images: setup  ## build the four images (stockpipe, stockpipe-jobs, stockpipe-airflow, stockpipe-dashboard :dev) with the local Docker engine
-	$(BIN)/python -m stockpipe.localservices.imagebuild
+	$(BIN)/python -m stockpipe_dev.localservices.imagebuild
 
 cluster-up: setup  ## a local Kubernetes control plane on loopback (CLUSTER_ARGS=--with-node adds a node, as root)
 	$(BIN)/stockpipe cluster up $(CLUSTER_ARGS)

@@ -10,12 +10,15 @@ from typing import Any
 
 import pytest
 
-from stockpipe.localservices.finnhub_standin import FinnhubStandin
-from stockpipe.localservices.kafka import KafkaBroker
-from stockpipe.localservices.minio import MinioServer
-from stockpipe.localservices.process import free_port
-from stockpipe.localservices.slack_standin import SlackWebhookStandin
 from stockpipe.settings import LakeSettings
+from stockpipe_dev.localservices.finnhub_standin import FinnhubStandin
+from stockpipe_dev.localservices.kafka import KafkaBroker
+from stockpipe_dev.localservices.minio import MinioServer
+from stockpipe_dev.localservices.process import free_port
+from stockpipe_dev.localservices.slack_standin import SlackWebhookStandin
+
+# pytester: the suite tests its own rules (tests/unit/core/test_required_suites.py).
+pytest_plugins = ["pytester", "tests.required_suites"]
 
 FREE_TOKEN = "free-test-token-0001"
 PREMIUM_TOKEN = "premium-test-token-0001"
@@ -25,7 +28,13 @@ PREMIUM_TOKEN = "premium-test-token-0001"
 # Docker engine the image and node tests start and stop, the default service ports and state folders.
 # Under pytest-xdist (`make test` runs two workers) these tests share one worker, and every other
 # module's tests share one too (its module fixtures are built once).
-ONE_PER_MACHINE = ("tests/cluster/", "tests/images/", "tests/integration/localservices/test_services_cli.py")
+ONE_PER_MACHINE = (
+    "tests/cluster/",
+    "tests/images/",
+    "tests/integration/localservices/test_services_cli.py",
+    # Chromium fetches Streamlit's JS chunks over loopback: a bridge created beside it broke those fetches.
+    "tests/integration/dashboard/test_pages.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

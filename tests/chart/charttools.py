@@ -20,9 +20,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from stockpipe.localservices.minio import go_install
-from stockpipe.localservices.versions import HELM_MODULE, HELM_VERSION
 from stockpipe.paths import cache_dir
+from stockpipe_dev.localservices.toolchain import go_install
+from stockpipe_dev.localservices.versions import HELM_MODULE, HELM_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "stockpipe"

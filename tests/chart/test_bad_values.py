@@ -1,7 +1,8 @@
 """Bad values are refused by `helm lint` and `helm template`, and the error names the field.
 
-Most checks live in values.schema.json (both commands refuse). Comparisons between two values (consumer
-replicas against partitions, min ISR against replicas) cannot be written in JSON Schema: a template `fail`
+Most checks live in values.schema.json (both commands refuse), conditional requirements included (each
+check lives in one place). Comparisons between two values (consumer replicas against partitions, min ISR
+against replicas) and the Airflow subchart's wiring cannot be written in JSON Schema: a template `fail`
 refuses them in `helm template`/`install`; `helm lint` downgrades `fail` to an [INFO] line that names the
 field but passes (helm's lint mode), so for those the lint assertion is only that it names the field."""
 
@@ -84,6 +85,54 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
         "/kafka/topics/lakeObjects/partitions",
     ),
     (
+        "tenant-without-users",
+        {
+            "lake": {
+                "mode": "tenant",
+                "tenant": {"configurationSecret": "minio-env"},
+                "credentials": {"existingSecret": "s3"},
+            }
+        },
+        "/lake/tenant/users",
+    ),
+    (
+        "stage-url-without-integration",
+        {"warehouse": {"snowflake": {"stageUrl": "s3://lake/stage"}}},
+        "/warehouse/snowflake/storageIntegration",
+    ),
+    ("image-digest", {"images": {"jobs": {"digest": "sha256:nothex"}}}, "/images/jobs/digest"),
+    (
+        "network-flow",
+        {"producer": {"networkPolicy": {"egressTo": ["dns", "everywhere"]}}},
+        "/producer/networkPolicy/egressTo/1",
+    ),
+    ("acl-topic-key", {"dashboard": {"kafkaUser": {"read": ["quotez"]}}}, "/dashboard/kafkaUser/read/0"),
+    ("ingress-ui-switch", {"ingress": {"kafdrop": {"enabled": "yes"}}}, "/ingress/kafdrop/enabled"),
+    (
+        "airflow-env-configmap",
+        {"airflow": {"extraEnvFrom": "- configMapRef:\n    name: someone-else\n"}},
+        "airflow.extraEnvFrom",
+    ),
+    (
+        "airflow-pod-template-volume",
+        {"airflow": {"scheduler": {"extraVolumes": [{"name": "t", "configMap": {"name": "other"}}]}}},
+        "airflow.scheduler.extraVolumes",
+    ),
+    (
+        "airflow-pod-template-mount",
+        {
+            "airflow": {
+                "scheduler": {"extraVolumeMounts": [{"name": "stockpipe-jobs-pod-template", "mountPath": "/elsewhere"}]}
+            }
+        },
+        "airflow.scheduler.extraVolumeMounts",
+    ),
+    (
+        "airflow-scheduler-account",
+        {"airflow": {"scheduler": {"serviceAccount": {"create": False}}}},
+        "airflow.scheduler.serviceAccount.name",
+    ),
+    (
         "warehouse-volume-one-pod",
         {"warehouse": {"duckdb": {"persistence": {"accessModes": ["ReadWriteOncePod"]}}}},
         "warehouse.duckdb.persistence.accessModes",
@@ -92,6 +141,10 @@ BAD_VALUES: list[tuple[str, dict[str, Any], str]] = [
 
 # Fields checked by a template `fail` only (cross-value comparisons).
 TEMPLATE_CHECKS = {
+    "airflow.extraEnvFrom",
+    "airflow.scheduler.extraVolumes",
+    "airflow.scheduler.extraVolumeMounts",
+    "airflow.scheduler.serviceAccount.name",
     "consumer.replicas",
     "kafka.minInsyncReplicas",
     "kafka.replicas",

@@ -16,9 +16,9 @@ from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from stockpipe.cli import app
-from stockpipe.freshness.writerlock import lock_path
 from stockpipe.settings import SECRETS_DIR_VARIABLE, load_settings
 from stockpipe.warehouse.continuous import ContinuousLoaderSettings
+from stockpipe.warehouse.writerlock import lock_path
 from tests.chart import charttools
 
 SETS = ("defaults", "production", "stream-only", "external-services", "kind-quickstart")
@@ -160,7 +160,7 @@ def test_the_loader_and_the_job_pods_share_the_warehouse_and_its_lock(
     objects = rendered["defaults"]
     loader_spec = _loader(objects)["spec"]["template"]["spec"]
     loader_env = _env(_container(_loader(objects)))
-    (jobs_env,) = [c for c in _of(objects, "ConfigMap") if c["metadata"]["name"] == "stockpipe-jobs-env"]
+    (jobs_env,) = [c for c in _of(objects, "ConfigMap") if c["metadata"]["name"] == "sp-stockpipe-jobs-env"]
     assert jobs_env["data"]["STOCKPIPE_WAREHOUSE__DUCKDB_PATH"] == loader_env["STOCKPIPE_WAREHOUSE__DUCKDB_PATH"]
     (job_pod,) = [spec for doc in objects for where, spec in charttools.pod_specs(doc) if "pod_template" in where]
     claims = [

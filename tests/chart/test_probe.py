@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from stockpipe.localservices.kafka import KafkaBroker
-from stockpipe.localservices.process import free_port
 from stockpipe.settings import LakeSettings
 from stockpipe.stream.probe import ready_condition
 from stockpipe.stream.topics import isolated_topics
+from stockpipe_dev.localservices.kafka import KafkaBroker
+from stockpipe_dev.localservices.process import free_port
 
 pytestmark = pytest.mark.integration
 

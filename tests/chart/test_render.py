@@ -135,11 +135,15 @@ def test_the_watchlist_is_mounted_as_a_directory(rendered: dict[str, list[dict[s
     assert "subPath" not in mount, "a subPath mount never sees the operator's updates"
     assert env["STOCKPIPE_WATCHLIST_FILE"] == f"{mount['mountPath']}/watchlist.json"
     volume = next(v for v in spec["volumes"] if v["name"] == "watchlist")
-    assert volume["configMap"]["name"] == "stockpipe-watchlist"
+    assert volume["configMap"]["name"] == "sp-stockpipe-watchlist"  # release-scoped
 
 
 def test_the_operator_role_is_the_rules_file(rendered: dict[str, list[dict[str, Any]]]) -> None:
     rules = yaml.safe_load((charttools.CHART / "operator-rbac-rules.yaml").read_text(encoding="utf-8"))
+    # The ConfigMap's name is the release's (<fullname>-watchlist by default), templated into the rules file's.
+    for rule in rules:
+        if "resourceNames" in rule:
+            rule["resourceNames"] = ["sp-stockpipe-watchlist"]
     (role,) = [r for r in _by_kind(rendered["defaults"], "Role") if r["metadata"]["name"].endswith("-operator")]
     assert role["rules"] == rules
     assert not _by_kind(rendered["defaults"], "ClusterRole")
@@ -270,7 +274,10 @@ def test_notes_give_the_urls_and_the_edit_line(helm_bin: Path, chart: Path, tmp_
         assert f"http://{host}.stockpipe.localhost/" in notes
     assert "helm test -n stockpipe sp" in notes
     production = _notes(helm_bin, chart, tmp_path / "p", VALUE_SETS["production"])
-    assert "https://dashboard.stockpipe.example.com/" in production
+    assert "https://airflow.stockpipe.example.com/" in production
+    # No login of their own: production keeps Kafdrop and the dashboard inside the cluster.
+    assert "https://dashboard.stockpipe.example.com/" not in production
+    assert "svc/sp-stockpipe-dashboard 8501:8501" in production
 
 
 def test_the_airflow_ingress_points_at_the_airflow_charts_api_server(rendered: dict[str, list[dict[str, Any]]]) -> None:

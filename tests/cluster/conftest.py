@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from stockpipe.localservices.kube.build import CONTROL_PLANE, ensure_binaries
-from stockpipe.localservices.kube.controlplane import ClusterInfo, ControlPlane
-from stockpipe.localservices.kube.tools import Helm, Kubectl, chart_without_dependencies
-from stockpipe.localservices.process import ServiceError
+from stockpipe_dev.localservices.kube.build import CONTROL_PLANE, ensure_binaries
+from stockpipe_dev.localservices.kube.controlplane import ControlPlane
+from stockpipe_dev.localservices.kube.layout import ClusterInfo
+from stockpipe_dev.localservices.kube.tools import Helm, Kubectl, chart_without_dependencies
+from stockpipe_dev.localservices.process import ServiceError
 from tests.chart.charttools import crds_dir
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from stockpipe.localservices.kube.tools import RESTRICTED_LABELS, Helm, Kubectl, values_args
+from stockpipe_dev.localservices.kube.tools import RESTRICTED_LABELS, Helm, Kubectl, values_args
 from tests.cluster.conftest import OFFLINE_VALUES
 from tests.cluster.workloads import namespaced_objects, wait_all_pods_created
 

@@ -24,16 +24,16 @@ import yaml
 from confluent_kafka import Producer
 
 from stockpipe.contracts.messages import WATERMARK_V1, iso
-from stockpipe.localservices.kube.deploy import (
+from stockpipe.orchestration.embedded import DagRunFailed, run_dag
+from stockpipe_dev.localservices.kube.deploy import (
     NODE_IMAGES,
     NodeDeployment,
     TopicReader,
     deployed_on_node,
     restart_counts,
 )
-from stockpipe.localservices.kube.node import NODE_NAME, missing_for_node
-from stockpipe.localservices.kube.tools import CommandError
-from stockpipe.orchestration.embedded import DagRunFailed, run_dag
+from stockpipe_dev.localservices.kube.node import NODE_NAME, missing_for_node
+from stockpipe_dev.localservices.kube.tools import CommandError
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "stockpipe-node"

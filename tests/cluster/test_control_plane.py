@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from stockpipe.localservices.kube.controlplane import ClusterInfo, ControlPlane
-from stockpipe.localservices.kube.tools import RESTRICTED_LABELS, CommandError, Kubectl
-from stockpipe.localservices.process import pid_alive
+from stockpipe_dev.localservices.kube.controlplane import ControlPlane
+from stockpipe_dev.localservices.kube.layout import ClusterInfo
+from stockpipe_dev.localservices.kube.tools import RESTRICTED_LABELS, CommandError, Kubectl
+from stockpipe_dev.localservices.process import pid_alive
 
 
 def test_every_component_reports_healthy(control_plane: ControlPlane) -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from stockpipe.localservices.kube.controlplane import ControlPlane
-from stockpipe.localservices.kube.node import BRIDGE, PAUSE_IMAGE, POD_CIDR, leftovers, missing_for_node
-from stockpipe.localservices.kube.tools import RESTRICTED_LABELS, Kubectl
+from stockpipe_dev.localservices.kube.controlplane import ControlPlane
+from stockpipe_dev.localservices.kube.node import BRIDGE, PAUSE_IMAGE, POD_CIDR, leftovers, missing_for_node
+from stockpipe_dev.localservices.kube.tools import RESTRICTED_LABELS, Kubectl
 
 
 def _netns() -> set[str]:

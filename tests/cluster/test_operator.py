@@ -15,22 +15,22 @@ from typing import Any
 
 import pytest
 
-from stockpipe.localservices.kube.controlplane import ClusterInfo
-from stockpipe.localservices.kube.tools import (
+from stockpipe_dev.localservices.kube.layout import ClusterInfo
+from stockpipe_dev.localservices.kube.tools import (
     RESTRICTED_LABELS,
     CommandError,
     Helm,
     Kubectl,
-    operator_service_account,
+    operator_wiring,
     service_account_kubeconfig,
     start_operator,
     values_args,
 )
-from stockpipe.localservices.process import terminate
+from stockpipe_dev.localservices.process import terminate
 from tests.cluster.conftest import OFFLINE_VALUES, REPO
 
 NAMESPACE = "operator-rbac"
-CONFIGMAP = "stockpipe-watchlist"
+CONFIGMAP = "op-stockpipe-watchlist"  # the chart names it after the release
 EXAMPLE = REPO / "charts" / "stockpipe" / "examples" / "tech-megacaps.yaml"
 
 
@@ -62,15 +62,16 @@ def operator_kubectl(
     kubectl.namespace(NAMESPACE, RESTRICTED_LABELS)
     values = {**OFFLINE_VALUES, "watchlist": {"create": False}}
     helm.run("install", "op", str(chart), "-n", NAMESPACE, *values_args(values))
-    account = operator_service_account(kubectl, NAMESPACE)
+    wiring = operator_wiring(kubectl, NAMESPACE)
+    assert wiring.configmap == CONFIGMAP
     path = tmp_path_factory.mktemp("operator") / "kubeconfig"
-    return service_account_kubeconfig(kubectl, cluster, NAMESPACE, account, path)
+    return service_account_kubeconfig(kubectl, cluster, NAMESPACE, wiring.service_account, path)
 
 
 @pytest.fixture(scope="module")
 def running_operator(operator_kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     log = tmp_path_factory.mktemp("operator-log") / "operator.log"
-    pid = start_operator(operator_kubectl.kubeconfig, NAMESPACE, log, resync_seconds=5)
+    pid = start_operator(operator_kubectl.kubeconfig, NAMESPACE, CONFIGMAP, log, resync_seconds=5)
     yield log
     terminate(pid)
 
@@ -103,6 +104,22 @@ def test_apply_patch_and_delete_a_watchlist(running_operator: Path, kubectl: Kub
     # README: deleting the last watchlist leaves an empty list, so the producer idles.
     kubectl.run("delete", "tw", "tech-megacaps", "-n", NAMESPACE, "--timeout=30s")
     wait_for(lambda: rendered_symbols(kubectl) == [], "the emptied ConfigMap")
+
+
+def test_deleting_the_last_watchlist_leaves_an_empty_list_every_time(running_operator: Path, kubectl: Kubectl) -> None:
+    # The garbage collector deletes the ConfigMap when its last owner goes, racing the operator's write of
+    # the empty list (CI once lost that race), and a deleted watchlist's resync timer must not write its
+    # list back: every round must end, and stay past a resync, with the empty list.
+    for round_ in range(3):
+        symbols = ["AAPL", f"R{chr(65 + round_)}"]
+        body = {"apiVersion": "stockpipe.io/v1alpha1", "kind": "TickerWatchlist",
+                "metadata": {"name": "last-one"}, "spec": {"symbols": symbols}}  # fmt: skip
+        kubectl.run("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(body))
+        wait_for(lambda want=symbols: rendered_symbols(kubectl) == want, f"round {round_}'s list", 60)
+        kubectl.run("delete", "tw", "last-one", "-n", NAMESPACE, "--timeout=30s")
+        wait_for(lambda: rendered_symbols(kubectl) == [], f"round {round_}'s emptied ConfigMap")
+        time.sleep(6)  # past the operator's wait for the garbage collector and a resync (5 s here)
+        assert rendered_symbols(kubectl) == [], f"round {round_}: the empty list did not stay"
 
 
 def test_actions_outside_the_operators_role_are_refused(operator_kubectl: Kubectl) -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from stockpipe.bench.chaos_operator import FAULTS, operator_faults
-from stockpipe.localservices.kube.controlplane import ControlPlane
+from stockpipe_dev.bench.chaos_operator import FAULTS, operator_faults
+from stockpipe_dev.localservices.kube.controlplane import ControlPlane
 
 
 def test_the_watchlists_last_state_wins_through_every_fault(control_plane: ControlPlane, tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from stockpipe.localservices.kube.tools import Kubectl
+from stockpipe_dev.localservices.kube.tools import Kubectl
 
 # Objects every namespace has, or that record history rather than state.
 NAMESPACE_DEFAULTS = {("ServiceAccount", "default"), ("ConfigMap", "kube-root-ca.crt")}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from stockpipe.localservices.docker import DockerEngine, docker_cli
-from stockpipe.localservices.imagebuild import IMAGES, build_all, image_ref
-from stockpipe.localservices.process import ServiceError
+from stockpipe_dev.localservices.docker import DockerEngine, docker_cli
+from stockpipe_dev.localservices.imagebuild import IMAGES, build_all, image_ref
+from stockpipe_dev.localservices.process import ServiceError
 
 # The local control plane of tests/cluster, for the operator image's test (one per session, started only
 # when a test here asks for it).

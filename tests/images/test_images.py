@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stockpipe.localservices.imagebuild import IMAGES
+from stockpipe_dev.localservices.imagebuild import IMAGES
 from tests.images.conftest import Images
 
 NAMES = [image.name for image in IMAGES]
@@ -17,7 +17,7 @@ LIST_DISTRIBUTIONS = (
 # Which images' workloads import Airflow, dbt and Snowflake (and so may carry them).
 AIRFLOW = {"airflow"}
 DBT = {"stockpipe-jobs"}
-SNOWFLAKE = {"stockpipe-jobs", "dashboard"}  # warehouse.snowflake_target; dashboard.queries for target=snowflake
+SNOWFLAKE = {"stockpipe-jobs", "dashboard"}  # Snowpark sessions: warehouse targets and readers, dashboard.queries
 STREAM_IMAGE_MAX_MB = 350
 
 
@@ -51,7 +51,7 @@ def test_airflow_dbt_and_snowflake_only_where_imported(images: Images, name: str
     assert ("apache-airflow-core" in installed) == (name in AIRFLOW)
     assert ("dbt-core" in installed) == (name in DBT)
     assert ("snowflake-connector-python" in installed) == (name in SNOWFLAKE)
-    assert not any(d.startswith("snowflake-snowpark") for d in installed)
+    assert ("snowflake-snowpark-python" in installed) == (name in SNOWFLAKE)
     # Test and development tools never ship.
     assert not installed & {"pytest", "ruff", "mypy", "playwright", "fakesnow", "hypothesis"}
 
@@ -79,3 +79,20 @@ def test_entry_points_start_with_only_their_set(images: Images, name: str, comma
     result = images.run(name, [command, "--help"])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Usage" in result.stdout
+
+
+FIND_DEV = """
+import importlib.metadata as md, pathlib
+roots = [pathlib.Path("/app"), pathlib.Path("/opt/venv")]
+print("\\n".join(str(p) for root in roots for p in root.glob("**/stockpipe_dev*")))
+print("\\n".join(f"entry point {e.name}" for e in md.entry_points(group="stockpipe.cli")))
+"""
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_image_holds_the_dev_tooling(images: Images, name: str) -> None:
+    """The dev package (stand-ins, local services, benchmarks) never ships: not its files, not its commands."""
+    found = images.run(name, ["-c", FIND_DEV], entrypoint="/opt/venv/bin/python")
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert found.stdout.strip() == ""
+    assert "stockpipe-dev" not in distributions(images, name)

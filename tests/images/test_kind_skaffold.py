@@ -18,10 +18,10 @@ import jsonschema
 import pytest
 import yaml
 
-from stockpipe.localservices.kube.tools import chart_without_dependencies
-from stockpipe.localservices.minio import go_install
-from stockpipe.localservices.versions import HELM_MODULE, HELM_VERSION
 from stockpipe.paths import cache_dir
+from stockpipe_dev.localservices.kube.tools import chart_without_dependencies
+from stockpipe_dev.localservices.toolchain import go_install
+from stockpipe_dev.localservices.versions import HELM_MODULE, HELM_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 KIND_VERSION = "v0.30.0"

@@ -16,20 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from stockpipe.localservices.kube.controlplane import ClusterInfo, write_kubeconfig
-from stockpipe.localservices.kube.tools import (
+from stockpipe_dev.localservices.kube.layout import ClusterInfo, write_kubeconfig
+from stockpipe_dev.localservices.kube.tools import (
     RESTRICTED_LABELS,
     CommandError,
     Helm,
     Kubectl,
-    operator_service_account,
+    operator_wiring,
     values_args,
 )
 from tests.cluster.conftest import OFFLINE_VALUES, REPO
 from tests.images.conftest import Images
 
 NAMESPACE = "operator-image"
-CONFIGMAP = "stockpipe-watchlist"
+CONFIGMAP = "opimg-stockpipe-watchlist"  # the chart names it after the release
 EXAMPLE = REPO / "charts" / "stockpipe" / "examples" / "tech-megacaps.yaml"
 UID = 10001
 
@@ -61,7 +61,9 @@ def operator_container(
         NAMESPACE,
         *values_args({**OFFLINE_VALUES, "watchlist": {"create": False}}),
     )
-    account = operator_service_account(kubectl, NAMESPACE)
+    wiring = operator_wiring(kubectl, NAMESPACE)
+    assert wiring.configmap == CONFIGMAP
+    account = wiring.service_account
     kube = tmp_path_factory.mktemp("operator-image") / "kube"
     kube.mkdir()
     shutil.copy(cluster.ca_file, kube / "ca.crt")
@@ -72,7 +74,17 @@ def operator_container(
         os.chown(path, UID, UID)  # the image's user reads them, as a pod reads its projected token
     started = images.run(
         "stockpipe",
-        ["operator", "--namespace", NAMESPACE, "--liveness-port", "0", "--resync-seconds", "5"],
+        [
+            "operator",
+            "--namespace",
+            NAMESPACE,
+            "--configmap",
+            CONFIGMAP,
+            "--liveness-port",
+            "0",
+            "--resync-seconds",
+            "5",
+        ],
         env={"KUBECONFIG": "/kube/config"},
         volumes=[f"{kube}:/kube:ro"],
         network="host",

@@ -10,14 +10,14 @@ from datetime import timedelta
 
 from confluent_kafka import Consumer, TopicPartition
 
-from stockpipe.bench.stream import SESSION_OPEN, quote_messages
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.lake.store import Lake
-from stockpipe.localservices.kafka import KafkaBroker
-from stockpipe.localservices.process import free_port
 from stockpipe.settings import LakeSettings
 from stockpipe.stream.publisher import Publisher
 from stockpipe.stream.topics import isolated_topics
+from stockpipe_dev.bench.stream import SESSION_OPEN, quote_messages
+from stockpipe_dev.localservices.kafka import KafkaBroker
+from stockpipe_dev.localservices.process import free_port
 from tests.images.conftest import Images
 
 ROWS = 2000

@@ -23,9 +23,15 @@ def fakesnow_server() -> Iterator[dict[str, Any]]:
     catalog; DuckDB refuses a transaction that writes two catalogs, so a MERGE inside BEGIN...COMMIT
     fails in fakesnow although Snowflake runs it. The fake's bookkeeping for that scratch table is
     skipped here; the loader's SQL is untouched.
+
+    The product reaches Snowflake through Snowpark: snowpark_dialect() lets fakesnow read the spellings
+    Snowpark sends (quoted stage locations and copy options) that Snowflake accepts and fakesnow's
+    parser does not (stockpipe_dev.localservices.snowpark_standin).
     """
     import fakesnow
     from fakesnow import info_schema
+
+    from stockpipe_dev.localservices.snowpark_standin import snowpark_dialect
 
     original = info_schema.insert_table_comment_sql
 
@@ -36,5 +42,5 @@ def fakesnow_server() -> Iterator[dict[str, Any]]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(info_schema, "insert_table_comment_sql", comment_sql)
-        with fakesnow.server() as kwargs:
+        with fakesnow.server() as kwargs, snowpark_dialect():
             yield kwargs

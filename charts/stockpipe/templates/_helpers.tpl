@@ -57,10 +57,100 @@ readinessProbe:
   timeoutSeconds: 5
 {{- end }}
 
-{{/* Image reference: (list $ "stockpipe"). */}}
+{{/* Image reference: (list $ "stockpipe"): repository@digest when a digest is set, else repository:tag. */}}
 {{- define "stockpipe.image" -}}
 {{- $image := index (index . 0).Values.images (index . 1) }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
 {{- printf "%s:%s" $image.repository $image.tag }}
+{{- end }}
+{{- end }}
+
+{{/*
+A workload's ServiceAccount: (list $ "producer" $values). Its own (<fullname>-<component>, or
+serviceAccount.name) when serviceAccount.create, else serviceAccount.name or the namespace's default.
+*/}}
+{{- define "stockpipe.serviceAccountName" -}}
+{{- $sa := (index . 2).serviceAccount }}
+{{- if $sa.create }}
+{{- default (include "stockpipe.componentName" (list (index . 0) (index . 1))) $sa.name }}
+{{- else }}
+{{- default "default" $sa.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The ServiceAccount object of a workload (when serviceAccount.create): (list $ "producer" $values).
+No token is mounted unless the workload asks for it in its pod (only the operator does).
+*/}}
+{{- define "stockpipe.serviceAccount" -}}
+{{- $root := index . 0 }}
+{{- $component := index . 1 }}
+{{- $c := index . 2 }}
+{{- if and $c.enabled $c.serviceAccount.create }}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "stockpipe.serviceAccountName" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "stockpipe.labels" (list $root $component) | nindent 4 }}
+  {{- with $c.serviceAccount.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+automountServiceAccountToken: false
+{{- end }}
+{{- end }}
+
+{{/*
+The pod template's metadata, the same for every workload:
+(dict "root" $ "component" "producer" "values" $c ["config" <text whose checksum restarts the pods>]).
+*/}}
+{{- define "stockpipe.podMetadata" -}}
+{{- $c := .values -}}
+labels:
+  {{- include "stockpipe.labels" (list .root .component) | nindent 2 }}
+{{- if or .config $c.podAnnotations }}
+annotations:
+  {{- with .config }}
+  checksum/config: {{ . | sha256sum }}
+  {{- end }}
+  {{- with $c.podAnnotations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod-level knobs every workload has, from its values: ServiceAccount, security context, pull Secrets,
+nodeSelector, tolerations, affinity, topologySpreadConstraints.
+(dict "root" $ "component" "producer" "values" $c ["automountToken" true]).
+*/}}
+{{- define "stockpipe.podSpecCommon" -}}
+{{- $c := .values -}}
+serviceAccountName: {{ include "stockpipe.serviceAccountName" (list .root .component $c) }}
+automountServiceAccountToken: {{ .automountToken | default false }}
+securityContext:
+  {{- include "stockpipe.podSecurityContext" .root | nindent 2 }}
+{{- include "stockpipe.imagePullSecrets" .root }}
+{{- with $c.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $c.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/* Security: restricted Pod Security Standard for every pod and container. */}}
@@ -95,14 +185,81 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
+{{/*
+The Airflow subchart's fullname, derived as the official chart derives `airflow.fullname`: its
+fullnameOverride, else the release name when it contains the chart name ("airflow", or its nameOverride),
+else <release>-airflow.
+*/}}
+{{- define "stockpipe.airflowFullname" -}}
+{{- $a := .Values.airflow }}
+{{- if $a.fullnameOverride }}
+{{- $a.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default "airflow" $a.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* The Airflow chart's API server Service (its UI): <airflow fullname>-api-server, unless set. */}}
 {{- define "stockpipe.airflowService" -}}
-{{- if .Values.ingress.airflowServiceName }}
-{{- .Values.ingress.airflowServiceName }}
-{{- else if contains "airflow" .Release.Name }}
-{{- printf "%s-api-server" .Release.Name }}
-{{- else }}
-{{- printf "%s-airflow-api-server" .Release.Name }}
+{{- default (printf "%s-api-server" (include "stockpipe.airflowFullname" .)) .Values.ingress.airflowServiceName }}
+{{- end }}
+
+{{/* The Airflow scheduler's ServiceAccount: airflow.scheduler.serviceAccount.name, else the official chart's <fullname>-scheduler. */}}
+{{- define "stockpipe.airflowSchedulerServiceAccount" -}}
+{{- $sa := ((.Values.airflow.scheduler).serviceAccount) | default dict }}
+{{- default (printf "%s-scheduler" (include "stockpipe.airflowFullname" .)) $sa.name }}
+{{- end }}
+
+{{/* Release-scoped names (empty value: <fullname>-<suffix>), so two releases can share a namespace. */}}
+{{- define "stockpipe.watchlistConfigMap" -}}
+{{- default (include "stockpipe.componentName" (list . "watchlist")) .Values.operator.configmapName }}
+{{- end }}
+
+{{- define "stockpipe.jobsServiceAccount" -}}
+{{- default (include "stockpipe.componentName" (list . "jobs")) .Values.jobs.serviceAccountName }}
+{{- end }}
+
+{{- define "stockpipe.jobsEnvConfigMap" -}}
+{{- default (include "stockpipe.componentName" (list . "jobs-env")) .Values.jobs.envConfigMapName }}
+{{- end }}
+
+{{/*
+The Airflow subchart's values must wire its scheduler to this chart's objects: its extraEnvFrom reads
+jobs.airflowEnvConfigMapName, its scheduler mounts jobs.podTemplateConfigMapName where
+STOCKPIPE_AIRFLOW__POD_TEMPLATE_FILE points, and it runs under a ServiceAccount of its own (bound to
+the pod-launcher Role). Fails naming the field that differs.
+*/}}
+{{- define "stockpipe.validateAirflowWiring" -}}
+{{- $a := .Values.airflow }}
+{{- $j := .Values.jobs }}
+{{- if $a.enabled }}
+{{- $envFrom := list }}
+{{- if kindIs "string" $a.extraEnvFrom }}{{ $envFrom = $a.extraEnvFrom | fromYamlArray }}{{ else }}{{ $envFrom = $a.extraEnvFrom | default list }}{{ end }}
+{{- $names := list }}
+{{- range $envFrom }}{{ with .configMapRef }}{{ $names = append $names .name }}{{ end }}{{ end }}
+{{- if not (has $j.airflowEnvConfigMapName $names) }}
+{{- fail (printf "airflow.extraEnvFrom must have a configMapRef to jobs.airflowEnvConfigMapName (%s); it has %v" $j.airflowEnvConfigMapName $names) }}
+{{- end }}
+{{- $scheduler := $a.scheduler | default dict }}
+{{- $volume := "" }}
+{{- range ($scheduler.extraVolumes | default list) }}{{ if eq ((.configMap | default dict).name | default "") $j.podTemplateConfigMapName }}{{ $volume = .name }}{{ end }}{{ end }}
+{{- if not $volume }}
+{{- fail (printf "airflow.scheduler.extraVolumes must have a configMap volume of jobs.podTemplateConfigMapName (%s)" $j.podTemplateConfigMapName) }}
+{{- end }}
+{{- $mounted := false }}
+{{- range ($scheduler.extraVolumeMounts | default list) }}{{ if and (eq .name $volume) (eq (trimSuffix "/" .mountPath) "/opt/stockpipe/pod-template") }}{{ $mounted = true }}{{ end }}{{ end }}
+{{- if not $mounted }}
+{{- fail (printf "airflow.scheduler.extraVolumeMounts must mount the volume %s (jobs.podTemplateConfigMapName) at /opt/stockpipe/pod-template, where STOCKPIPE_AIRFLOW__POD_TEMPLATE_FILE points" $volume) }}
+{{- end }}
+{{- $sa := ($scheduler.serviceAccount | default dict) }}
+{{- if and (hasKey $sa "create") (not $sa.create) (not $sa.name) }}
+{{- fail "airflow.scheduler.serviceAccount.name is required when airflow.scheduler.serviceAccount.create is false: the pod-launcher Role is bound to the scheduler's ServiceAccount by name" }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -393,7 +550,11 @@ its variable: (list $ "producer" (list "kafka" "finnhub" "slack" "lake")). Rende
 {{- end }}
 {{- end }}
 
-{{/* Checks across values that the schema cannot express; each fails with the field named. */}}
+{{/*
+Checks across values that JSON Schema cannot express: comparisons between two values, and the Airflow
+subchart's wiring against this chart's names. Each fails with the field named. Every conditional
+requirement (a field required when another has some value) lives in values.schema.json, and only there.
+*/}}
 {{- define "stockpipe.validate" -}}
 {{- $v := .Values }}
 {{- $k := $v.kafka }}
@@ -403,48 +564,13 @@ its variable: (list $ "producer" (list "kafka" "finnhub" "slack" "lake")). Rende
 {{- if gt (int $k.minInsyncReplicas) (int $k.replicas) }}
 {{- fail (printf "kafka.minInsyncReplicas (%d) must not exceed kafka.replicas (%d): no write could ever succeed" (int $k.minInsyncReplicas) (int $k.replicas)) }}
 {{- end }}
-{{- if $k.external.enabled }}
-{{- if not $k.external.bootstrapServers }}
-{{- fail "kafka.external.bootstrapServers is required when kafka.external.enabled is true" }}
-{{- end }}
-{{- if and (hasPrefix "SASL_" $k.external.securityProtocol) (not (and $k.external.sasl.username $k.external.sasl.existingSecret)) }}
-{{- fail (printf "kafka.external.sasl.username and kafka.external.sasl.existingSecret are required with kafka.external.securityProtocol %s" $k.external.securityProtocol) }}
-{{- end }}
-{{- else }}
-{{- if gt (int $k.replicas) (int $k.strimzi.nodes) }}
+{{- if and (not $k.external.enabled) (gt (int $k.replicas) (int $k.strimzi.nodes)) }}
 {{- fail (printf "kafka.replicas (%d) must not exceed kafka.strimzi.nodes (%d): a topic cannot have more replicas than brokers" (int $k.replicas) (int $k.strimzi.nodes)) }}
-{{- end }}
-{{- end }}
-{{- if and (eq $v.producer.source "finnhub") (not $v.secrets.finnhub.existingSecret) }}
-{{- fail "secrets.finnhub.existingSecret is required when producer.source is finnhub" }}
-{{- end }}
-{{- if eq $v.lake.mode "tenant" }}
-{{- if not $v.lake.tenant.configurationSecret }}
-{{- fail "lake.tenant.configurationSecret is required when lake.mode is tenant (a Secret with config.env: MINIO_ROOT_USER/MINIO_ROOT_PASSWORD)" }}
-{{- end }}
-{{- if not $v.lake.credentials.existingSecret }}
-{{- fail "lake.credentials.existingSecret is required when lake.mode is tenant (the workloads' S3 keys)" }}
-{{- end }}
-{{- end }}
-{{- if eq $v.warehouse.target "snowflake" }}
-{{- range $field := list "account" "user" }}
-{{- if not (index $v.warehouse.snowflake $field) }}
-{{- fail (printf "warehouse.snowflake.%s is required when warehouse.target is snowflake" $field) }}
-{{- end }}
-{{- end }}
-{{- if not $v.secrets.snowflake.existingSecret }}
-{{- fail "secrets.snowflake.existingSecret is required when warehouse.target is snowflake (the key pair's private key)" }}
-{{- end }}
-{{- if and $v.warehouse.snowflake.stageUrl (not $v.warehouse.snowflake.storageIntegration) }}
-{{- fail "warehouse.snowflake.storageIntegration is required with warehouse.snowflake.stageUrl" }}
-{{- end }}
 {{- end }}
 {{- if and (eq $v.warehouse.target "duckdb") (has "ReadWriteOncePod" $v.warehouse.duckdb.persistence.accessModes) }}
 {{- fail "warehouse.duckdb.persistence.accessModes: ReadWriteOncePod lets one pod mount the DuckDB volume, but the bronze loader, the Airflow job pods and the dashboard share it (ReadWriteOnce on one node, ReadWriteMany across nodes)" }}
 {{- end }}
-{{- if and $v.ingress.enabled (not $v.ingress.className) }}
-{{- fail "ingress.className is required when ingress.enabled is true (the chart assumes no controller: name yours, e.g. traefik)" }}
-{{- end }}
+{{- include "stockpipe.validateAirflowWiring" . }}
 {{- end }}
 
 {{/* Kafdrop's Kafka client properties. */}}
@@ -461,4 +587,9 @@ sasl.jaas.config={{ ternary "org.apache.kafka.common.security.plain.PlainLoginMo
 ssl.truststore.type=PEM
 ssl.truststore.location=/etc/kafdrop-ca/ca.crt
 {{- end }}
+{{- end }}
+
+{{/* The MinIO tenant's pods, as the operator labels them (v1.min.io/tenant on every pod of the Tenant). */}}
+{{- define "stockpipe.lakeSelectorLabels" -}}
+v1.min.io/tenant: {{ .Values.lake.tenant.name }}
 {{- end }}

@@ -41,3 +41,10 @@
     left join {{ ref('dim_date') }} as d on m.{{ column_name }} = d.date_day
     where m.{{ column_name }} is not null and (d.is_session is null or not d.is_session)
 {% endtest %}
+
+{#- No row of `helm test`'s probe (symbol var('probe_symbol')). -#}
+{% test not_probe(model, column_name) %}
+    select {{ column_name }} as probe_symbol
+    from {{ model }}
+    where not {{ not_probe(column_name) }}
+{% endtest %}

@@ -3,7 +3,9 @@
 with arrived as (
     select *
     from {{ source('bronze', 'trades') }}
-    where {{ new_since_last_run('loaded_at') }}
+    where
+        {{ new_since_last_run('loaded_at') }}
+        and {{ not_probe('symbol', 'source') }}
 ),
 
 keyed as (

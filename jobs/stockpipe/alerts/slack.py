@@ -16,10 +16,13 @@ Typical use in a long-running service:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+import orjson
 from pydantic import Field, SecretStr
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
@@ -41,8 +44,9 @@ class SlackAlerter:
         self,
         webhook_url: str | None,
         min_interval_s: float = 60.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         timeout_s: int = 10,
+        state_file: Path | None = None,
     ) -> None:
         self.client: WebhookClient | None = None
         if webhook_url:
@@ -53,9 +57,36 @@ class SlackAlerter:
                 webhook_url, timeout=timeout_s, retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)]
             )
         self.min_interval_s = min_interval_s
-        self.book = IncidentBook(RateLimit(1, min_interval_s))
-        self._clock = clock
+        # A persisted book outlives the process, so its times are wall-clock; otherwise monotonic.
+        self._clock = clock or (time.time if state_file else time.monotonic)
+        self.state_file = state_file
+        self.book = self._load()
         self._lock = threading.Lock()
+
+    def _load(self) -> IncidentBook:
+        if self.state_file is not None:
+            try:
+                data = orjson.loads(self.state_file.read_bytes())
+                book = IncidentBook.from_dict(data, 1, self.min_interval_s)
+                log.info("incident book from %s: open %s", self.state_file, book.open_keys() or "none")
+                return book
+            except FileNotFoundError:
+                pass
+            except (OSError, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+                log.error("incident book %s unreadable (%s): starting with none open", self.state_file, exc)
+        return IncidentBook(RateLimit(1, self.min_interval_s))
+
+    def _save(self) -> None:
+        """Write the book (under the lock) so that a restart knows what was announced: write, then rename."""
+        if self.state_file is None:
+            return
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_file.with_name(f"{self.state_file.name}.tmp")
+            tmp.write_bytes(orjson.dumps(self.book.to_dict()))
+            os.replace(tmp, self.state_file)
+        except OSError as exc:  # an alert must never take the pipeline down
+            log.error("incident book not saved to %s: %s", self.state_file, exc)
 
     @property
     def open_incidents(self) -> set[str]:
@@ -85,20 +116,24 @@ class SlackAlerter:
                 return False  # announced already
             if not self.book.may_announce(now):
                 log.warning("alert held back by the rate limit (sent when allowed): %s", redact(text))
+                self._save()
                 return False
             # Reserve the slot before posting (outside the lock) so that concurrent callers respect it.
             self.book.limit.record(now)
         sent = self._post(text)
-        if sent:
-            with self._lock:
-                if key in self.book.incidents:
-                    self.book.incidents[key].announced = True
+        with self._lock:
+            if sent and key in self.book.incidents:
+                self.book.incidents[key].announced = True
+            self._save()
         return sent
 
     def resolve(self, key: str, text: str) -> bool:
         """The incident cleared; a recovery message goes out if its opening message did."""
         with self._lock:
+            known = key in self.book.incidents
             recovered = self.book.resolve(key)
+            if known:
+                self._save()
         if recovered is None:
             return False
         return self._post(text)

@@ -1,3 +1,4 @@
+# size: the batch jobs (incremental, backfill, gap-fill) share one plan/fetch/write cycle defined here.
 """The history jobs: daily incremental load, range backfill (year to date by default), gap backfill.
 
 Each job plans, per symbol, the session ranges to fetch (one provider call per range), then runs

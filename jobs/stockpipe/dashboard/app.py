@@ -42,7 +42,13 @@ def _reader() -> Reader:
     if wh.target == "snowflake":
         return queries.SnowflakeReader(wh.snowflake, OPTIONS.snowflake_gold_schema)
     snapshot_dir = OPTIONS.snapshot_dir or cache_dir() / "dashboard"
-    return queries.DuckDBSnapshotReader(wh.duckdb_path.resolve(), snapshot_dir, wait_s=OPTIONS.snapshot_wait_s)
+    return queries.DuckDBSnapshotReader(
+        wh.duckdb_path.resolve(),
+        snapshot_dir,
+        wait_s=OPTIONS.snapshot_wait_s,
+        refresh_s=OPTIONS.snapshot_refresh_s,
+        grace_s=OPTIONS.snapshot_grace_s,
+    )
 
 
 @st.cache_data(ttl=OPTIONS.cache_ttl_s, show_spinner=False, max_entries=512)

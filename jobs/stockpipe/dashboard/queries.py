@@ -14,22 +14,27 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import re
 import shutil
 import struct
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 import pandas as pd
 
 from stockpipe.warehouse.settings import SnowflakeSettings
+
+if TYPE_CHECKING:  # a Snowpark Session only on Snowflake; DuckDB runs never import it
+    from snowflake.snowpark import Session
 
 log = logging.getLogger(__name__)
 
@@ -78,16 +83,6 @@ def writer_pid(path: Path) -> int | None:
     return int(pid) if kind == fcntl.F_WRLCK else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _signature(path: Path) -> tuple[tuple[int, int, int], ...]:
     """Identity and size/mtime of the file and its WAL: any write changes it."""
     parts = []
@@ -102,54 +97,110 @@ def _signature(path: Path) -> tuple[tuple[int, int, int], ...]:
 
 
 class DuckDBSnapshotReader:
-    """Reads a private copy of the DuckDB warehouse, renewed when the source changed and no writer holds it."""
+    """Reads a private copy of the DuckDB warehouse, renewed when the source changed and no writer holds it.
 
-    def __init__(self, source: Path, snapshot_dir: Path, wait_s: float = 30.0, poll_s: float = 0.25) -> None:
+    Disk: the snapshot directory holds at most two copies' worth: the current copy plus either the
+    previous one (kept `grace_s` for sessions still reading it) or the one being copied; a renewal
+    waits until the previous copy is gone. Renewals happen at most every `refresh_s`, not after every
+    loader write. Copies are named by this reader's start (a container restart keeps its PID, 1), and
+    a start reclaims every copy whose owner no longer holds its lock file (a reader that is gone).
+    """
+
+    def __init__(
+        self,
+        source: Path,
+        snapshot_dir: Path,
+        wait_s: float = 30.0,
+        poll_s: float = 0.25,
+        refresh_s: float = 0.0,
+        grace_s: float = 0.0,
+    ) -> None:
         self.source = source
         self.dir = snapshot_dir
         self.wait_s = wait_s
         self.poll_s = poll_s
+        self.refresh_s = refresh_s
+        self.grace_s = grace_s
+        self.start = uuid.uuid4().hex[:12]
         self._lock = threading.Lock()
         self._conn: duckdb.DuckDBPyConnection | None = None
-        self._retired: list[duckdb.DuckDBPyConnection] = []
-        self._files: list[Path] = []
+        self._file: Path | None = None
+        # The previous copy, its connection and when it was retired: removed after the grace period.
+        self._retired: tuple[Path, duckdb.DuckDBPyConnection, float] | None = None
+        self._copied_at = -math.inf
         self._signature: tuple[tuple[int, int, int], ...] | None = None
         self._snapshot: Snapshot | None = None
         self.dir.mkdir(parents=True, exist_ok=True)
+        # Held while this reader lives (the kernel drops it when the process ends, however it ends).
+        self._owner = os.open(self.dir / f"warehouse-{self.start}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._remove_orphans()
 
     def _remove_orphans(self) -> None:
-        """Copies left by dashboards that are gone (one warehouse file each: worth reclaiming)."""
-        for path in self.dir.glob("warehouse-*-*.duckdb*"):
-            pid = path.name.split("-")[1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        """Copies left by readers that are gone (one warehouse file each: worth reclaiming)."""
+        for lock in self.dir.glob("warehouse-*.lock"):
+            start = lock.name.removeprefix("warehouse-").removesuffix(".lock")
+            if start == self.start:
+                continue
+            fd = os.open(lock, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # another live reader's
+            finally:
+                os.close(fd)
+            for path in self.dir.glob(f"warehouse-{start}-*"):
                 path.unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
+        for path in self.dir.glob("warehouse-*-*.duckdb*"):  # an older version's names (by PID), or no lock
+            if not (self.dir / f"warehouse-{path.name.split('-')[1]}.lock").exists():
+                path.unlink(missing_ok=True)
+
+    @staticmethod
+    def _remove(path: Path) -> None:
+        for p in (path, path.with_name(path.name + ".wal"), path.with_name(path.name + ".tmp")):
+            p.unlink(missing_ok=True)
+
+    def _reap(self, force: bool = False) -> bool:
+        """Remove the previous copy once its grace period is over; True when none is left."""
+        if self._retired is None:
+            return True
+        path, conn, retired_at = self._retired
+        if not force and time.monotonic() - retired_at < self.grace_s:
+            return False
+        conn.close()
+        self._remove(path)
+        self._retired = None
+        return True
 
     def _copy(self, generation: int) -> Path | None:
         """A consistent copy, or None when a writer is active or the file moved during the copy."""
         before = _signature(self.source)
         if writer_pid(self.source) is not None:
             return None
-        target = self.dir / f"warehouse-{os.getpid()}-{generation}.duckdb"
+        target = self.dir / f"warehouse-{self.start}-{generation}.duckdb"
         tmp = target.with_name(target.name + ".tmp")
         shutil.copyfile(self.source, tmp)
         wal = self.source.with_name(self.source.name + ".wal")
         if wal.exists():  # left by a writer that stopped without a checkpoint: DuckDB replays it
             shutil.copyfile(wal, target.with_name(target.name + ".wal"))
         if _signature(self.source) != before or writer_pid(self.source) is not None:
-            tmp.unlink(missing_ok=True)
+            self._remove(target)
             return None
         tmp.rename(target)
         self._signature = before
         return target
 
     def refresh(self) -> Snapshot:
-        """The current snapshot, renewed first if the warehouse changed since (cheap when it did not)."""
+        """The current snapshot, renewed first if the warehouse changed since and a renewal is due."""
         with self._lock:
             if not self.source.exists():
                 raise WarehouseMissing(f"no DuckDB warehouse at {self.source}: run `stockpipe load bronze` and dbt")
-            if self._snapshot is not None and _signature(self.source) == self._signature:
-                return self._snapshot
+            reaped = self._reap()
+            if self._snapshot is not None:
+                too_soon = time.monotonic() - self._copied_at < self.refresh_s
+                if too_soon or not reaped or _signature(self.source) == self._signature:
+                    return self._snapshot
             generation = (self._snapshot.generation if self._snapshot else 0) + 1
             deadline = time.monotonic() + (0 if self._snapshot else self.wait_s)
             while (copied := self._copy(generation)) is None:
@@ -162,17 +213,13 @@ class DuckDBSnapshotReader:
                     )
                 time.sleep(self.poll_s)
             conn = duckdb.connect(str(copied), read_only=True)
-            if self._conn is not None:
-                # Sessions may still be reading the previous copy: it is closed one renewal later.
-                for old in self._retired:
-                    old.close()
-                self._retired = [self._conn]
-            self._conn = conn
-            self._files.append(copied)
-            while len(self._files) > 2:
-                gone = self._files.pop(0)
-                for path in (gone, gone.with_name(gone.name + ".wal")):
-                    path.unlink(missing_ok=True)
+            if self._conn is not None and self._file is not None:
+                # Sessions may still be reading the previous copy: it goes after the grace period.
+                self._retired = (self._file, self._conn, time.monotonic())
+                if self.grace_s <= 0:
+                    self._reap(force=True)
+            self._conn, self._file = conn, copied
+            self._copied_at = time.monotonic()
             modified = datetime.fromtimestamp(self.source.stat().st_mtime, UTC)
             self._snapshot = Snapshot(generation, datetime.now(UTC), modified, "duckdb snapshot")
             return self._snapshot
@@ -186,45 +233,51 @@ class DuckDBSnapshotReader:
 
     def close(self) -> None:
         with self._lock:
-            for conn in [*self._retired, *([self._conn] if self._conn else [])]:
-                conn.close()
-            self._retired, self._conn = [], None
-            for path in self.dir.glob(f"warehouse-{os.getpid()}-*.duckdb*"):
+            self._reap(force=True)
+            if self._conn is not None:
+                self._conn.close()
+            self._conn, self._file = None, None
+            for path in self.dir.glob(f"warehouse-{self.start}-*"):
                 path.unlink(missing_ok=True)
+            (self.dir / f"warehouse-{self.start}.lock").unlink(missing_ok=True)
+            os.close(self._owner)
 
 
 class SnowflakeReader:
-    """Live queries on Snowflake's gold and bronze schemas through one connection (key-pair or password)."""
+    """Live queries on Snowflake's gold and bronze schemas through the dashboard's one Snowpark session
+    (key-pair or password), kept for the process and replaced once found closed."""
 
     def __init__(self, settings: SnowflakeSettings, gold_schema: str = "GOLD") -> None:
+        from stockpipe.warehouse.snowpark_session import KeptSession
+
         self.settings = settings
         self.gold = f"{settings.database}.{gold_schema}"
         self.bronze = f"{settings.database}.{settings.bronze_schema}"
         self._lock = threading.Lock()
-        self._conn: Any = None
+        self._session = KeptSession(settings, "stockpipe-dashboard", schema=gold_schema)
 
     def _connection(self) -> Any:
-        if self._conn is None or self._conn.is_closed():
-            from stockpipe.warehouse.snowflake_target import connect
-
-            overrides: dict[str, Any] = {
-                "schema": self.gold.split(".")[1],
-                "session_parameters": {"TIMEZONE": "UTC", "QUERY_TAG": "stockpipe-dashboard"},
-            }
-            if self.settings.private_key_file and not self.settings.authenticator:
-                overrides["authenticator"] = "SNOWFLAKE_JWT"  # key-pair auth
-            self._conn = connect(self.settings, **overrides)
-        return self._conn
+        """The session's connection: named parameters and the result's column names, as pages need them."""
+        session: Session = self._session.get()
+        return session.connection
 
     def refresh(self) -> Snapshot:
         return Snapshot(0, datetime.now(UTC), None, "snowflake live")
 
     def frame(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-        text = _PARAM.sub(r"%(\1)s", sql.format(gold=self.gold, bronze=self.bronze))
+        # Snowpark's connection binds on the server, qmark style: :name becomes ? with its value in order.
+        names: list[str] = []
+
+        def qmark(match: re.Match[str]) -> str:
+            names.append(match.group(1))
+            return "?"
+
+        text = _PARAM.sub(qmark, sql.format(gold=self.gold, bronze=self.bronze))
+        values = [dict(params or {})[name] for name in names]
         with self._lock:
             cur = self._connection().cursor()
             try:
-                cur.execute(text, dict(params or {}))
+                cur.execute(text, values or None)
                 rows = cur.fetchall()
                 columns = [d[0].lower() for d in cur.description]
             finally:
@@ -237,9 +290,7 @@ class SnowflakeReader:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._session.close()
 
 
 # -- the questions ------------------------------------------------------------------------------------

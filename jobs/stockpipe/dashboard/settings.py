@@ -6,6 +6,8 @@ Environment (see stockpipe.settings for the prefix and nesting rules):
   STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS, ...                       the stream (lag, heartbeats), optional
   STOCKPIPE_DASHBOARD__CACHE_TTL_S                              how long query results are reused
   STOCKPIPE_DASHBOARD__SNAPSHOT_DIR                             where the DuckDB snapshot is kept
+  STOCKPIPE_DASHBOARD__SNAPSHOT_REFRESH_S                       a new snapshot at most this often
+  STOCKPIPE_DASHBOARD__SNAPSHOT_GRACE_S                         the previous snapshot kept this long
   STOCKPIPE_DASHBOARD__CONSUMER_GROUP                           the lake consumer's group (for its lag)
 """
 
@@ -26,6 +28,12 @@ class DashboardOptions(BaseModel):
     )
     snapshot_wait_s: float = Field(
         30.0, ge=0, description="how long the first snapshot waits for a writer (bronze load, dbt) to finish"
+    )
+    snapshot_refresh_s: float = Field(
+        30.0, ge=0, le=3600, description="a new copy of the DuckDB file at most this often (0: after every write)"
+    )
+    snapshot_grace_s: float = Field(
+        30.0, ge=0, le=3600, description="the previous copy is kept this long for sessions still reading it"
     )
     consumer_group: str = Field("stockpipe-lake-writer", min_length=1, description="the lake consumer's group")
     stream_timeout_s: float = Field(3.0, gt=0, le=60, description="how long the health page waits for Kafka")

@@ -22,12 +22,12 @@ def compact_command(
     ledger: bool = typer.Option(True, help="record compacted objects in the DuckDB load ledger when possible"),
 ) -> None:
     """Rewrite a day's small stream files per partition into few large ones (atomic, idempotent); JSON report."""
-    from stockpipe.freshness.writerlock import warehouse_writer
-    from stockpipe.lake.compaction import compact_day, duckdb_ledger
+    from stockpipe.lake.compaction import compact_day
     from stockpipe.lake.store import Lake
     from stockpipe.logs import setup_logging
     from stockpipe.settings import ConfigError, load_settings
     from stockpipe.warehouse.settings import WarehouseSettings
+    from stockpipe.warehouse.targets import compaction_register
 
     try:
         when = date.fromisoformat(day)
@@ -40,13 +40,7 @@ def compact_command(
         raise typer.Exit(2) from None
     setup_logging(settings.log_level)
     lake = Lake(settings.lake)
-    if ledger and settings.warehouse.target == "duckdb":
-        from stockpipe.warehouse.duckdb_target import DuckDBTarget
-
-        # The ledger is written in the same step as the deletes: one warehouse writer at a time.
-        with warehouse_writer(settings), DuckDBTarget(settings.warehouse.duckdb_path, lake) as target:
-            target.ensure_schema()
-            report = compact_day(lake, when, target_rows, register=duckdb_ledger(target))
-    else:
-        report = compact_day(lake, when, target_rows)
+    # The warehouse takes its writer lock per group's ledger swap only, never for the whole rewrite.
+    register = compaction_register(settings, lake) if ledger else None
+    report = compact_day(lake, when, target_rows, register=register)
     print(json.dumps(report.as_dict()))

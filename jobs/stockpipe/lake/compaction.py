@@ -12,9 +12,11 @@ exactly their offsets, written atomically BEFORE the small ones are deleted. So:
 - an interrupted run is finished by the next one: objects whose offsets another object covers are
   what is left of it (or of a zombie writer) and are deleted, never read twice;
 - the load ledger: when every object a compacted object replaces is in the ledger already, the
-  compacted object is recorded there too (in the same writer-locked step, DuckDB), so no load reads
-  it: load cost stays with new data. Otherwise (or on Snowflake) the next load reads it, and bronze,
-  which merges on natural keys, gains no row from it.
+  warehouse records the compacted object there too (`register`, e.g. DuckDBTarget.record_compaction
+  behind the writer lock), so no load reads it: load cost stays with new data. Otherwise (or on
+  Snowflake) the next load reads it, and bronze, which merges on natural keys, gains no row from it.
+- the warehouse is held only for each group's ledger swap: listing, reading, rewriting and uploading
+  happen before it, the deletes after it, so a day's rewrite never stalls the continuous loader.
 A partition whose objects overlap without one covering the other is left alone (logged): it is not
 this job's to decide which copy is right.
 """
@@ -28,22 +30,18 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stockpipe.lake.layout import StreamObject, dt_prefix
+from stockpipe.lake.layout import STREAM_DATASETS, StreamObject, dt_prefix
+from stockpipe.lake.parquet import parquet_bytes
 from stockpipe.lake.store import Lake, ObjectInfo
-
-if TYPE_CHECKING:
-    from stockpipe.warehouse.duckdb_target import DuckDBTarget
 
 log = logging.getLogger(__name__)
 
-STREAM_DATASETS = ("quotes", "trades", "dlq")
-
-# (compacted object, the objects it replaces, its rows) -> recorded in the ledger?
+# (compacted object, the objects it replaces, its rows) -> recorded in the ledger? The warehouse's
+# side of a compaction (it takes its own writer lock); the lake knows nothing of its tables.
 Register = Callable[[ObjectInfo, Sequence[ObjectInfo], int], bool]
 
 
@@ -86,9 +84,7 @@ def _groups(objects: list[StreamObject], rows: dict[str, int], target_rows: int)
 
 
 def _info(lake: Lake, key: str) -> ObjectInfo:
-    from stockpipe.warehouse.continuous import object_info
-
-    info = object_info(lake, key)
+    info = lake.info(key)
     if info is None:
         raise FileNotFoundError(key)
     return info
@@ -101,16 +97,16 @@ def compact_day(
     register: Register | None = None,
     datasets: Sequence[str] = STREAM_DATASETS,
 ) -> CompactionReport:
-    from stockpipe.stream.lakewriter import parquet_bytes
-
     started = time.perf_counter()
     report = CompactionReport(day.isoformat())
     for dataset in datasets:
         by_partition: dict[tuple[str, int], list[StreamObject]] = {}
-        for key in lake.listdir(dt_prefix(dataset, day)):
-            obj = StreamObject.parse(key)
+        infos: dict[str, ObjectInfo] = {}  # one listing gives every object's size and etag: no HEAD each
+        for info in lake.walk(dt_prefix(dataset, day)):
+            obj = StreamObject.parse(info.key)
             if obj is not None and obj.dataset == dataset:
                 by_partition.setdefault((obj.topic, obj.partition), []).append(obj)
+                infos[info.key] = info
         for (topic, partition), objects in sorted(by_partition.items()):
             report.partitions += 1
             report.objects_before += len(objects)
@@ -130,7 +126,7 @@ def compact_day(
                 continue
             for cover, inside in covered.items():
                 if register is not None:
-                    register(_info(lake, cover.key), [_info(lake, o.key) for o in inside], _rows(lake, cover.key))
+                    register(infos[cover.key], [infos[o.key] for o in inside], _rows(lake, cover.key))
                 for obj in inside:
                     lake.delete(obj.key)
                     report.deleted += 1
@@ -139,7 +135,7 @@ def compact_day(
                 report.objects_after += 1
                 if len(group) == 1:
                     continue
-                members = [_info(lake, o.key) for o in group]
+                members = [infos[o.key] for o in group]
                 table = pa.concat_tables(pq.read_table(io.BytesIO(lake.read(o.key))) for o in group)
                 compacted = StreamObject(dataset, day, topic, partition, group[0].first_offset, group[-1].last_offset)
                 if table.num_rows != sum(rows[o.key] for o in group):
@@ -155,42 +151,3 @@ def compact_day(
     report.seconds = time.perf_counter() - started
     log.info("compacted %s", day, extra={"compaction": report.as_dict()})
     return report
-
-
-def duckdb_ledger(target: DuckDBTarget) -> Register:
-    """Records a compacted object in DuckDB's load ledger when every object it replaces is there already."""
-    from stockpipe.warehouse import sqlgen
-    from stockpipe.warehouse.datasets import DATASETS
-    from stockpipe.warehouse.duckdb_target import BRONZE
-    from stockpipe.warehouse.loader import new_load_id
-
-    streams = [d for d in DATASETS if d.stream]
-
-    def register(compacted: ObjectInfo, members: Sequence[ObjectInfo], rows: int) -> bool:
-        directory = compacted.key.rsplit("/", 1)[0]
-        known = target.ledger(streams, [directory])
-        if known.get(compacted.key) == (compacted.size, compacted.etag):
-            return True
-        if not all(known.get(m.key) == (m.size, m.etag) for m in members):
-            return False  # some rows never loaded: the next load reads the compacted object
-        row = pa.table(
-            {
-                "object_key": [compacted.key],
-                "object_dir": [directory],
-                "dataset": [compacted.key.split("/")[1]],
-                "size": pa.array([compacted.size], pa.int64()),
-                "etag": [compacted.etag],
-                "row_count": pa.array([rows], pa.int64()),
-            }
-        )
-        target.conn.register("_compacted_object", row)
-        try:
-            loaded_at = target.conn.execute("SELECT get_current_timestamp()").fetchone()[0]  # type: ignore[index]
-            target.conn.execute(
-                sqlgen.merge_ledger(BRONZE, "SELECT * FROM _compacted_object", new_load_id(), loaded_at, "duckdb")
-            )
-        finally:
-            target.conn.unregister("_compacted_object")
-        return True
-
-    return register

@@ -14,8 +14,12 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from stockpipe.contracts.messages import DLQ_V1, QUOTE_V1, TRADE_V1
+
 RAW = "raw"
 DAILY_BARS = "daily_bars"
+# The datasets written by the stream consumer (StreamObject names); every other dataset is a batch job's.
+STREAM_DATASETS: tuple[str, ...] = (QUOTE_V1.dataset, TRADE_V1.dataset, DLQ_V1.dataset)
 _STREAM_FILE = re.compile(r"^(?P<topic>[^+/]+)\+(?P<partition>\d+)\+(?P<first>\d{20})\+(?P<last>\d{20})\.parquet$")
 _BATCH_FILE = re.compile(
     r"^(?P<kind>[a-z][a-z0-9_]*)\+(?P<start>\d{4}-\d{2}-\d{2})\+(?P<end>\d{4}-\d{2}-\d{2})\+(?P<chunk>\d{5})\.parquet$"

@@ -46,6 +46,12 @@ class ObjectInfo:
     size: int
     etag: str  # S3's ETag, or mtime-size for local files: changes whenever the content does
 
+    @classmethod
+    def from_fsspec(cls, key: str, info: dict[str, Any]) -> ObjectInfo:
+        """The one ETag rule: S3's ETag (unquoted), or mtime-size where the store has none (local files)."""
+        etag = info.get("ETag") or info.get("etag") or f"{info.get('mtime', info.get('created', 0))}-{info['size']}"
+        return cls(key=key, size=int(info["size"]), etag=str(etag).strip('"'))
+
 
 class Lake:
     def __init__(self, settings: LakeSettings) -> None:
@@ -123,6 +129,14 @@ class Lake:
         data: bytes = self.fs.cat_file(self.path(key))
         return data
 
+    def info(self, key: str) -> ObjectInfo | None:
+        """Size and etag of one object (as `walk` gives them), or None if it is absent."""
+        try:
+            found: dict[str, Any] = self.fs.info(self.path(key))
+        except FileNotFoundError:
+            return None
+        return ObjectInfo.from_fsspec(key, found)
+
     def exists(self, key: str) -> bool:
         return bool(self.fs.exists(self.path(key)))
 
@@ -146,5 +160,4 @@ class Lake:
         for path, info in sorted(found.items()):
             if path.endswith(".tmp") or info.get("type") == "directory":
                 continue
-            etag = info.get("ETag") or info.get("etag") or f"{info.get('mtime', info.get('created', 0))}-{info['size']}"
-            yield ObjectInfo(key=self.key_of(path), size=int(info["size"]), etag=str(etag).strip('"'))
+            yield ObjectInfo.from_fsspec(self.key_of(path), info)

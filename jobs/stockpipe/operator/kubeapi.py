@@ -1,4 +1,4 @@
-"""ConfigMap reads and writes through kopf's own API client.
+"""ConfigMap reads and writes through kopf's own API client, and the other kopf internals the operator needs.
 
 kopf has no public client for objects other than the handled ones; its internal one already has
 the operator's credentials (in-cluster service account, kubeconfig, or a login handler), retries
@@ -20,6 +20,7 @@ from kopf._cogs.structs import credentials
 
 ApiError = errors.APIError
 ConflictError = errors.APIConflictError
+NotFoundError = errors.APINotFoundError
 
 _MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 
@@ -78,3 +79,10 @@ def login_without_client(*, settings: kopf.OperatorSettings, **kwargs: Any) -> k
     return kopf.login_with_service_account(settings=settings, **kwargs) or kopf.login_with_kubeconfig(
         settings=settings, **kwargs
     )
+
+
+def stop_timer(stopped: kopf.DaemonStopped) -> None:
+    """Stop the calling timer for good, as kopf does when its object goes (kopf has no public call for it)."""
+    from kopf._core.intents.stoppers import DaemonStoppingReason
+
+    stopped._setter.set(reason=DaemonStoppingReason.RESOURCE_DELETED)

@@ -23,7 +23,6 @@ from stockpipe.orchestration.settings import AirflowSideSettings, airflow_settin
 
 RESULT_WRAPPER = ["python", "-m", "stockpipe.orchestration.jobrun", f"--xcom-file={XCOM_FILE}", "--"]
 POD_LABELS = {"app.kubernetes.io/name": "stockpipe", "app.kubernetes.io/component": "job"}
-RUN_AS_USER = 10001  # the pipeline image's non-root user
 
 
 class EmbeddedJobOperator(BaseOperator):
@@ -67,10 +66,15 @@ def _pod_kwargs(settings: AirflowSideSettings, task_id: str, argv: list[str], re
     env_secret: Any = secret.Secret  # untyped
 
     resources = settings.resources.as_dict()
-    container_security = {
+    # Pod identity (user, group, fsGroup) and the base container's security context come from the chart's
+    # pod template only (STOCKPIPE_AIRFLOW__POD_TEMPLATE_FILE): nothing here overrides them. The XCom
+    # sidecar is the operator's own container, absent from the template: it gets the restricted minimum
+    # and runs as the pod's user.
+    sidecar_security = {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
         "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
     # With a result, the wrapper writes the job's last stdout line where the XCom sidecar reads it.
     if result:
@@ -96,14 +100,7 @@ def _pod_kwargs(settings: AirflowSideSettings, task_id: str, argv: list[str], re
         "secrets": [env_secret("env", None, name) for name in settings.env_secrets],
         "configmaps": list(settings.env_configmaps),
         "container_resources": k8s.V1ResourceRequirements(requests=resources["requests"], limits=resources["limits"]),
-        "security_context": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "container_security_context": container_security,
-        "xcom_sidecar_container_security_context": container_security,
+        "xcom_sidecar_container_security_context": sidecar_security,
         "automount_service_account_token": False,  # jobs never talk to the Kubernetes API
         "get_logs": True,
         "do_xcom_push": result,

@@ -215,7 +215,7 @@ def probe(settings: WatchSettings, as_of: datetime) -> dict[str, Any]:
 
 
 def _gold(lake: Lake) -> dict[str, str | None] | None:
-    from stockpipe.freshness.state import read_gold_freshness
+    from stockpipe.warehouse.gold_freshness import read_gold_freshness
 
     state = read_gold_freshness(lake)
     if state is None:

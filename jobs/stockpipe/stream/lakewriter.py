@@ -13,7 +13,6 @@ zombie writer can only rewrite an identical object.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,21 +20,14 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from stockpipe.contracts.messages import MessageSchema
 from stockpipe.lake.layout import StreamObject, dataset_prefix, parse_dt_dir
+from stockpipe.lake.parquet import parquet_bytes
 from stockpipe.lake.store import Lake
 from stockpipe.stream.windows import window_date, window_start, window_starts
 
 Flush = Callable[[StreamObject, bytes, int], None]  # object, parquet bytes, rows
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    """Deterministic Parquet bytes: the same rows always give the same object."""
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd", use_dictionary=True, write_statistics=True)
-    return sink.getvalue()
 
 
 def find_resume_offset(lake: Lake, dataset: str, topic: str, partition: int) -> int | None:

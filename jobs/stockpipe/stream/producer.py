@@ -24,7 +24,6 @@ from pydantic import Field, SecretStr, model_validator
 from stockpipe.alerts.slack import SlackAlerter
 from stockpipe.contracts.messages import QUOTE_V1, TRADE_V1, quote_message
 from stockpipe.contracts.watchlist import Source, Watchlist, default_sources
-from stockpipe.freshness.marks import WindowMarks
 from stockpipe.logs import register_secret
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.ratelimit import RateBudget
@@ -42,6 +41,7 @@ from stockpipe.stream.sources import (
 )
 from stockpipe.stream.trades import FinnhubTradeStream, SyntheticTrades
 from stockpipe.stream.watchlist_file import WatchlistFile
+from stockpipe.stream.window_marks import WindowMarks
 
 log = logging.getLogger("stockpipe.producer")
 

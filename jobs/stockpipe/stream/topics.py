@@ -4,17 +4,40 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from stockpipe.settings import KafkaSettings
 
-DLQ_MAX_MESSAGE_BYTES = 10 * 1024 * 1024
+DLQ_MAX_MESSAGE_BYTES = 2 * 1024 * 1024  # the chart's DLQ KafkaTopic max.message.bytes; the consumer's producer too
 
 log = logging.getLogger(__name__)
 
+# Errors of the link, not of the request: a broker restarting, a connection reset, a slow metadata answer.
+_TRANSIENT = {KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError.REQUEST_TIMED_OUT}
 
+
+def _transient(exc: BaseException) -> bool:
+    if not isinstance(exc, KafkaException) or not exc.args or not isinstance(exc.args[0], KafkaError):
+        return False
+    error: KafkaError = exc.args[0]
+    return error.code() in _TRANSIENT or error.retriable()
+
+
+# A process starting while its broker is briefly unreachable waits for it instead of crashing;
+# authorisation and configuration errors are answers and fail at once.
+_retry_transient = retry(
+    retry=retry_if_exception(_transient),
+    wait=wait_exponential(multiplier=0.5, max=10),
+    stop=stop_after_delay(120),
+    before_sleep=before_sleep_log(log, logging.WARNING),
+    reraise=True,
+)
+
+
+@_retry_transient
 def ensure_topic(
     bootstrap_or_config: str | dict[str, str | int | float | bool],
     topic: str,

@@ -50,10 +50,10 @@ def bronze_command(
     lookback_days: int = typer.Option(2, min=0, help="with --listing recent: days before the newest loaded one"),
 ) -> None:
     """Load new and changed lake objects into bronze; prints the load report as JSON."""
-    from stockpipe.freshness.writerlock import warehouse_writer
     from stockpipe.lake.store import Lake
     from stockpipe.warehouse.loader import BronzeLoader, LoadError
     from stockpipe.warehouse.targets import open_target
+    from stockpipe.warehouse.writerlock import warehouse_writer
 
     if listing not in ("recent", "full"):
         raise typer.BadParameter("must be recent or full", param_hint="--listing")

@@ -16,7 +16,7 @@ again, a half-done batch was rolled back, and the first build after a start catc
 Notices are hints: every `catchup_seconds` (and at start) the loader lists the stream datasets' recent
 `dt=` directories and loads whatever the ledger lacks, so a lost notice delays an object, never drops
 it. Airflow keeps the daily, backfill and full builds; it and this loader never write DuckDB at once
-(stockpipe.freshness.writerlock).
+(stockpipe.warehouse.writerlock).
 """
 
 # SQL is built here from identifiers defined in code.
@@ -29,7 +29,8 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -40,23 +41,26 @@ from confluent_kafka import Consumer, KafkaException
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field
 
-from stockpipe.freshness.notify import ObjectNotice
-from stockpipe.freshness.state import GoldFreshness, write_gold_freshness
-from stockpipe.freshness.writerlock import warehouse_writer
+from stockpipe.lake import layout
 from stockpipe.lake.layout import dt_prefix
-from stockpipe.lake.store import Lake, ObjectInfo
+from stockpipe.lake.notices import ObjectNotice
+from stockpipe.lake.store import Lake
 from stockpipe.marketdata import calendar
 from stockpipe.settings import KafkaSettings
 from stockpipe.stream.heartbeat import Heartbeat
-from stockpipe.warehouse.datasets import DATASETS, Dataset, parse_object_key
+from stockpipe.warehouse.datasets import BY_NAME, Dataset, parse_object_key
+from stockpipe.warehouse.gold_freshness import GoldFreshness, write_gold_freshness
+from stockpipe.warehouse.gold_query import GoldQuery, as_date, gold_reader, observe_buckets, utc
 from stockpipe.warehouse.listing import LakeObject
 from stockpipe.warehouse.loader import Target, batches, new_load_id
 from stockpipe.warehouse.settings import WarehouseSettings
+from stockpipe.warehouse.snowpark_session import KeptSession
 from stockpipe.warehouse.targets import open_target
+from stockpipe.warehouse.writerlock import warehouse_writer
 
 log = logging.getLogger("stockpipe.continuous")
 
-STREAM_DATASETS: tuple[Dataset, ...] = tuple(d for d in DATASETS if d.stream)
+STREAM_DATASETS: tuple[Dataset, ...] = tuple(BY_NAME[name] for name in layout.STREAM_DATASETS)
 # The intraday gold models and what they read from (the dashboard's intraday views and freshness).
 INTRADAY_MODELS = ["slv_quotes", "slv_trades", "fct_quotes", "fct_trades", "mart_intraday_range", "dim_symbol"]
 # Gold tables whose rows carry fetched_at and loaded_at: what "queryable in gold" is measured on.
@@ -66,6 +70,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 NOTICES = Counter("stockpipe_bronze_loader_notices_total", "lake-objects notices read")
 OBJECTS = Counter("stockpipe_bronze_loader_objects_loaded_total", "Lake objects loaded", ["dataset", "found_by"])
 ROWS = Counter("stockpipe_bronze_loader_rows_loaded_total", "Rows read from loaded objects", ["dataset"])
+DROPPED = Counter(
+    "stockpipe_bronze_loader_notices_dropped_total", "Notices dropped over max_pending_notices (found by listing)"
+)
 SKIPPED = Counter("stockpipe_bronze_loader_objects_skipped_total", "Notified objects the ledger already had")
 CYCLES = Counter("stockpipe_bronze_loader_cycles_total", "Load cycles", ["outcome"])
 BUILDS = Counter("stockpipe_bronze_loader_dbt_builds_total", "Intraday dbt builds", ["outcome"])
@@ -100,19 +107,18 @@ class ContinuousLoaderSettings(WarehouseSettings):
     dbt_select: list[str] = Field(default_factory=lambda: list(INTRADAY_MODELS), min_length=1)
     dbt_target_path: Path = Field(Path("target/continuous"), description="dbt target dir (relative to the project)")
     build_dbt: bool = Field(True, description="false: bronze only (gold left to Airflow's dbt_build)")
+    min_build_interval_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="start intraday builds at most this often (loads land in bronze between them); on Snowflake "
+        "a longer interval lets the virtual warehouse auto-suspend",
+    )
     lock_timeout_seconds: float = Field(600.0, gt=0)
     retry_seconds: float = Field(10.0, gt=0, description="pause after a failed cycle")
     latency_log: Path | None = Field(None, description="append each build's fetched-to-gold samples here (JSON lines)")
-
-
-def object_info(lake: Lake, key: str) -> ObjectInfo | None:
-    """Size and etag of one object, as Lake.walk gives them (the ledger compares them), or None if absent."""
-    try:
-        info: dict[str, Any] = lake.fs.info(lake.path(key))
-    except FileNotFoundError:
-        return None
-    etag = info.get("ETag") or info.get("etag") or f"{info.get('mtime', info.get('created', 0))}-{info['size']}"
-    return ObjectInfo(key=key, size=int(info["size"]), etag=str(etag).strip('"'))
+    max_pending_notices: int = Field(
+        100_000, ge=1, description="notices held for a cycle; beyond, the oldest are dropped (the listing finds them)"
+    )
 
 
 def recent_objects(lake: Lake, days: int, today: date | None = None) -> list[LakeObject]:
@@ -138,8 +144,22 @@ def pending_objects(target: Target, objects: Sequence[LakeObject]) -> list[LakeO
 
 
 class ContinuousLoader:
-    def __init__(self, settings: ContinuousLoaderSettings, stop: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        settings: ContinuousLoaderSettings,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.settings = settings
+        self.clock = clock  # when builds are due (min_build_interval_seconds)
+        # On Snowflake: this workload's one session, kept across cycles (loads and gold reads).
+        self.snowflake = (
+            KeptSession(settings.warehouse.snowflake, "stockpipe-continuous-loader")
+            if settings.warehouse.target == "snowflake"
+            else None
+        )
+        self.last_build_started = -math.inf
+        self.unbuilt = False  # rows loaded since the last build began
         self.stop = stop or threading.Event()
         self.lake = Lake(settings.lake)
         self.pending: dict[str, float] = {}  # notified key -> when its notice arrived (monotonic)
@@ -162,6 +182,10 @@ class ContinuousLoader:
         self.newest_fetched: datetime | None = None
         self.cycles = 0
         self.loaded_objects = 0
+        self.dropped_notices = 0
+        self.cycles_failed = 0
+        self.cycle_seconds: deque[float] = deque(maxlen=1000)  # the recent cycles' durations (chaos, tests)
+        self.lock_waits: deque[float] = deque(maxlen=1000)  # and their waits for the warehouse writer lock
         GOLD_FRESHNESS.set_function(self.gold_age)
 
     # -- observability ---------------------------------------------------------------------------
@@ -194,7 +218,7 @@ class ContinuousLoader:
                 now = time.monotonic()
                 catchup = now - self.last_catchup >= self.settings.catchup_seconds or not self.built_once
                 settled = bool(self.pending) and now - min(self.pending.values()) >= self.settings.settle_seconds
-                if catchup or settled:
+                if catchup or settled or (self.unbuilt and self._build_due()):
                     if self._cycle(catchup):
                         self.failing_since = None
                     else:
@@ -206,6 +230,8 @@ class ContinuousLoader:
         finally:
             self.heartbeat.close()
             self.consumer.close()
+            if self.snowflake is not None:
+                self.snowflake.close()
 
     def _read_notices(self) -> None:
         wait = 0.5 if not self.pending else max(0.0, min(0.5, self.settings.settle_seconds))
@@ -217,17 +243,26 @@ class ContinuousLoader:
             notice = ObjectNotice.parse(msg.value())
             if notice is not None and parse_object_key(notice.key) is not None:
                 self.pending.setdefault(notice.key, time.monotonic())
+        while len(self.pending) > self.settings.max_pending_notices:
+            # Bounded memory while the warehouse is away: the oldest notices go, the next catch-up
+            # lists their directories (a dropped notice delays an object, never loses it).
+            del self.pending[next(iter(self.pending))]
+            DROPPED.inc()
+            self.dropped_notices += 1
+            self.last_catchup = -math.inf
 
     def _cycle(self, catchup: bool) -> bool:
         """One load (and build); True when it completed. Failures are logged, never raised."""
         started = time.perf_counter()
         keys = list(self.pending)
         try:
-            loaded = self.load(keys, catchup)
-            if self.settings.build_dbt and (loaded or not self.built_once):
+            if self.load(keys, catchup):
+                self.unbuilt = True
+            if self.settings.build_dbt and (not self.built_once or (self.unbuilt and self._build_due())):
                 self.build_and_measure()
         except Exception as exc:  # the warehouse or the lake away, a lock held too long, a failed build
             CYCLES.labels("failed").inc()
+            self.cycles_failed += 1
             log.error("cycle failed (%s: %s); retrying in %.0f s", type(exc).__name__, exc, self.settings.retry_seconds)
             return False
         for key in keys:
@@ -241,35 +276,40 @@ class ContinuousLoader:
         self.cycles += 1
         CYCLES.labels("catchup" if catchup else "notified").inc()
         CYCLE_SECONDS.observe(time.perf_counter() - started)
+        self.cycle_seconds.append(time.perf_counter() - started)
         return True
+
+    def _build_due(self) -> bool:
+        return self.clock() - self.last_build_started >= self.settings.min_build_interval_seconds
 
     @contextmanager
     def _writer(self) -> Iterator[None]:
         with warehouse_writer(self.settings, self.settings.lock_timeout_seconds) as waited:
             LOCK_WAIT.observe(waited)
+            self.lock_waits.append(waited)
             yield
 
     def load(self, keys: Sequence[str], catchup: bool) -> int:
         """Load the notified objects (and, on a catch-up, the recent ones); returns the objects loaded."""
         objects: dict[str, LakeObject] = {}
-        gone: set[str] = set()
-        for key in keys:
-            info = object_info(self.lake, key)
-            name = parse_object_key(key)
-            if info is None or name is None:
-                gone.add(key.rsplit("/", 1)[0])  # compacted away since: what replaced it is in its directory
-                continue
-            objects[key] = LakeObject(info, name)
-        for directory in sorted(gone):
+        wanted = set(keys)
+        # One listing per notified directory, not a HEAD per notice: the listing has sizes and etags.
+        for directory in sorted({key.rsplit("/", 1)[0] for key in keys}):
+            listed = {}
             for info in self.lake.walk(directory):
                 name = parse_object_key(info.key)
                 if name is not None:
-                    objects.setdefault(info.key, LakeObject(info, name))
+                    listed[info.key] = LakeObject(info, name)
+            gone = any(k.startswith(directory + "/") and k not in listed for k in wanted)
+            for key, obj in listed.items():
+                # A notified object compacted away since: what replaced it is in its directory.
+                if key in wanted or gone:
+                    objects[key] = obj
         notified = set(objects)
         if catchup:
             for obj in recent_objects(self.lake, self.settings.catchup_days):
                 objects.setdefault(obj.key, obj)
-        with self._writer(), open_target(self.settings, self.lake) as target:
+        with self._writer(), open_target(self.settings, self.lake, self.snowflake) as target:
             if not self.built_once:
                 target.ensure_schema()
             todo = pending_objects(target, list(objects.values()))
@@ -300,9 +340,16 @@ class ContinuousLoader:
         with self._writer():
             if not self.gold_high_water:
                 self.gold_high_water = self._gold_loaded_at()  # rows gold held before this process built
-            outcome = run_dbt(args, self.settings, target_path=self.settings.dbt_target_path)
+            self.last_build_started, unbuilt = self.clock(), self.unbuilt
+            self.unbuilt = False  # rows loaded from here on wait for the next build
+            try:
+                outcome = run_dbt(args, self.settings, target_path=self.settings.dbt_target_path)
+            except BaseException:
+                self.unbuilt = unbuilt
+                raise
             built_at = datetime.now(UTC)
             if not outcome.success:
+                self.unbuilt = unbuilt
                 BUILDS.labels("failed").inc()
                 raise RuntimeError(f"intraday dbt build failed: {outcome.failures() or outcome.exception}")
             BUILDS.labels("ok").inc()
@@ -313,7 +360,7 @@ class ContinuousLoader:
     def _gold_loaded_at(self) -> dict[str, Any]:
         """The newest loaded_at of each gold fact (the epoch for one not built yet)."""
         newest: dict[str, Any] = {}
-        with gold_reader(self.settings) as query:
+        with gold_reader(self.settings, self.snowflake) as query:
             for fact in GOLD_FACTS:
                 try:
                     row = query(f"SELECT max(loaded_at) FROM {{gold}}.{fact}", [])
@@ -323,81 +370,53 @@ class ContinuousLoader:
         return newest
 
     def measure(self, built_at: datetime) -> None:
-        """What the build made visible: latencies of the new gold rows, the newest row for the gauge."""
-        samples: dict[str, list[float]] = {}
+        """What the build made visible: latencies of the new gold rows, the newest row for the gauge.
+
+        Aggregated in the warehouse (one row per histogram bucket), never the new rows themselves: a
+        cycle after an outage may make millions of rows visible at once.
+        """
+        bounds = FETCHED_TO_GOLD._upper_bounds  # what observe() compares with; +inf last
+        buckets = " ".join(f"WHEN age_s <= {b!r} THEN {i}" for i, b in enumerate(bounds[:-1]))
         newest: tuple[Any, Any, Any] | None = None
-        with gold_reader(self.settings) as query:
+        with gold_reader(self.settings, self.snowflake) as query:
             for fact in GOLD_FACTS:
                 high = self.gold_high_water.get(fact, _EPOCH)
-                rows = query(f"SELECT fetched_at, loaded_at FROM {{gold}}.{fact} WHERE loaded_at > {{param}}", [high])
-                if rows:
-                    samples[fact] = [(built_at - _utc(f)).total_seconds() for f, _ in rows if f is not None]
-                    self.gold_high_water[fact] = max(r[1] for r in rows)
+                new_rows = (
+                    f"SELECT greatest({{age_s}}, 0) AS age_s, loaded_at FROM {{gold}}.{fact} "
+                    "CROSS JOIN (SELECT {ts_param} AS built_at, {ts_param} AS high) AS p "
+                    "WHERE loaded_at > p.high AND fetched_at IS NOT NULL"
+                )
+                per_bucket = query(
+                    f"SELECT CASE {buckets} ELSE {len(bounds) - 1} END AS bucket, count(*), sum(age_s), "
+                    f"max(loaded_at) FROM ({new_rows}) AS n GROUP BY 1",
+                    [built_at, high],
+                )
+                if per_bucket:
+                    observe_buckets(FETCHED_TO_GOLD, [(int(b), int(n), float(t)) for b, n, t, _ in per_bucket])
+                    self.gold_high_water[fact] = max(r[3] for r in per_bucket)
+                    if self.settings.latency_log is not None:
+                        self._log_latencies(query, fact, built_at, new_rows, high)
             found = query(
                 "SELECT session_date, max(fetched_at), max(quote_ts) FROM {gold}.fct_quotes "
                 "WHERE session_date = (SELECT max(session_date) FROM {gold}.fct_quotes) GROUP BY session_date",
                 [],
             )
             newest = found[0] if found else None
-        for fact, values in samples.items():
-            for v in values:
-                FETCHED_TO_GOLD.observe(max(v, 0.0))
-            if self.settings.latency_log is not None:
-                with open(self.settings.latency_log, "ab") as out:
-                    out.write(
-                        orjson.dumps({"fact": fact, "visible_at": built_at.timestamp(), "latency_s": values}) + b"\n"
-                    )
         if newest is not None and newest[1] is not None:
-            self.newest_fetched = _utc(newest[1])
-            state = GoldFreshness(_as_date(newest[0]), self.newest_fetched, _utc(newest[2]), built_at)
+            self.newest_fetched = utc(newest[1])
+            state = GoldFreshness(as_date(newest[0]), self.newest_fetched, utc(newest[2]), built_at)
             try:
                 write_gold_freshness(self.lake, state)
             except OSError as exc:
                 log.warning("gold freshness state not written: %s", exc)
 
-
-def _utc(value: Any) -> datetime:
-    at: datetime = value
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-
-
-def _as_date(value: Any) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    return value if isinstance(value, date) else None
-
-
-@contextmanager
-def gold_reader(settings: WarehouseSettings) -> Iterator[Any]:
-    """query(sql, params) -> rows, on the warehouse's gold schema ({gold} and {param} placeholders)."""
-    if settings.warehouse.target == "duckdb":
-        import duckdb
-
-        conn = duckdb.connect(str(settings.warehouse.duckdb_path))
-        conn.execute("SET TimeZone = 'UTC'")
-
-        def duck(sql: str, params: list[Any]) -> list[Any]:
-            return conn.execute(sql.format(gold="gold", param="?"), params).fetchall()
-
-        try:
-            yield duck
-        finally:
-            conn.close()
-        return
-    from stockpipe.warehouse.snowflake_target import connect
-
-    sf = settings.warehouse.snowflake
-    sconn = connect(sf)
-
-    def snow(sql: str, params: list[Any]) -> list[Any]:
-        cur = sconn.cursor()
-        rows: list[Any] = cur.execute(sql.format(gold=f"{sf.database}.GOLD", param="%s"), params).fetchall()
-        return rows
-
-    try:
-        yield snow
-    finally:
-        sconn.close()
+    def _log_latencies(self, query: GoldQuery, fact: str, built_at: datetime, new_rows: str, high: Any) -> None:
+        """Every sample into the latency log (a measurement setting), a bounded chunk at a time."""
+        assert self.settings.latency_log is not None
+        with open(self.settings.latency_log, "ab") as out:
+            for chunk in query.chunks(f"SELECT age_s FROM ({new_rows}) AS n", [built_at, high], 100_000):
+                values = [float(r[0]) for r in chunk]
+                out.write(orjson.dumps({"fact": fact, "visible_at": built_at.timestamp(), "latency_s": values}) + b"\n")
 
 
 def run_continuous_loader(settings: ContinuousLoaderSettings) -> None:

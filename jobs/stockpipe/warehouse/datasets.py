@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from stockpipe.contracts.bars import DAILY_BAR_SCHEMA
 from stockpipe.contracts.messages import DLQ_V1, QUOTE_V1, TRADE_V1
-from stockpipe.lake.layout import DAILY_BARS, RAW, BatchObject, StreamObject, parse_dt_dir
+from stockpipe.lake.layout import DAILY_BARS, RAW, STREAM_DATASETS, BatchObject, StreamObject, parse_dt_dir
 
 LOAD_COLUMNS: tuple[str, ...] = ("source_file", "load_id", "loaded_at")
 
@@ -29,7 +29,11 @@ class Dataset:
     natural_key: tuple[str, ...]
     # Among rows with the same key in one load, the first in this order wins (newest fetch, then offset).
     latest_first: tuple[str, ...]
-    stream: bool  # stream files (<topic>+<partition>+<first>+<last>) rather than batch job files
+
+    @property
+    def stream(self) -> bool:
+        """Stream files (<topic>+<partition>+<first>+<last>) rather than batch job files."""
+        return self.name in STREAM_DATASETS
 
     @property
     def prefix(self) -> str:
@@ -50,7 +54,6 @@ QUOTES = Dataset(
     schema=QUOTE_V1.lake_schema(),
     natural_key=("symbol", "quote_ts"),
     latest_first=("fetched_at", "kafka_offset"),
-    stream=True,
 )
 TRADES = Dataset(
     name=TRADE_V1.dataset,
@@ -58,7 +61,6 @@ TRADES = Dataset(
     schema=TRADE_V1.lake_schema(),
     natural_key=("symbol", "trade_ts", "price", "size", "seq"),
     latest_first=("fetched_at", "kafka_offset"),
-    stream=True,
 )
 DLQ = Dataset(
     name=DLQ_V1.dataset,
@@ -67,7 +69,6 @@ DLQ = Dataset(
     # One dead letter per original message: the consumer may dead-letter it again after a restart.
     natural_key=("source_topic", "source_partition", "source_offset"),
     latest_first=("kafka_offset",),
-    stream=True,
 )
 DAILY_BARS_DS = Dataset(
     name=DAILY_BARS,
@@ -75,7 +76,6 @@ DAILY_BARS_DS = Dataset(
     schema=DAILY_BAR_SCHEMA,
     natural_key=("symbol", "date"),
     latest_first=("fetched_at",),
-    stream=False,
 )
 
 DATASETS: tuple[Dataset, ...] = (DAILY_BARS_DS, DLQ, QUOTES, TRADES)

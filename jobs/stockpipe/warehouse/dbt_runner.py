@@ -1,5 +1,11 @@
 """Run dbt in-process (dbtRunner), with the project, profile and target taken from the settings.
 
+Logs: one structured line per invocation (`dbt` field: command, models, tests, seconds, failures).
+dbt's own console output is kept off the process's output (a build every 30 s would add ~110 lines
+each); its full debug log goes to `dbt.log` under `<target dir>/logs` (or DBT_LOG_PATH), and what
+the console would have shown is logged whole only when the invocation fails. No colour codes unless
+stdout is a terminal.
+
 The profile (dbt/profiles.yml) reads the same STOCKPIPE_WAREHOUSE__* variables as the loader. This
 module exports the resolved settings into those variables for the run, so secrets that came from a
 mounted secrets directory and relative paths resolved here reach dbt too.
@@ -13,6 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,21 +112,23 @@ def _newest_loads(settings: WarehouseSettings) -> dict[str, tuple[Any, Any]]:
                     silver = None
                 result[table] = (bronze[0] if bronze else None, silver[0] if silver else None)
         return result
-    from stockpipe.warehouse.snowflake_target import connect
+    from stockpipe.warehouse.snowpark_session import create_session
 
     sf = settings.warehouse.snowflake
-    conn = connect(sf)
+    session = create_session(sf, "stockpipe-dbt-build")
     try:
         for table, (bronze_sql, silver_sql) in queries.items():
-            cur = conn.cursor()
-            bronze = cur.execute(bronze_sql.format(bronze=f"{sf.database}.{sf.bronze_schema}")).fetchone()
+            newest_bronze = session.sql(bronze_sql.format(bronze=f"{sf.database}.{sf.bronze_schema}")).collect()
             try:
-                silver = cur.execute(silver_sql.format(silver=f"{sf.database}.SILVER")).fetchone()
+                newest_silver = session.sql(silver_sql.format(silver=f"{sf.database}.SILVER")).collect()
             except Exception:  # the model was never built: its branch needs a build
-                silver = None
-            result[table] = (bronze[0] if bronze else None, silver[0] if silver else None)
+                newest_silver = []
+            result[table] = (
+                newest_bronze[0][0] if newest_bronze else None,
+                newest_silver[0][0] if newest_silver else None,
+            )
     finally:
-        conn.close()
+        session.close()
     return result
 
 
@@ -141,6 +152,18 @@ class DbtOutcome:
     success: bool
     exception: str | None
     target_path: Path
+    log_path: Path | None = None  # the directory of dbt's own dbt.log
+
+    def summary(self) -> dict[str, Any]:
+        """Counts from run_results.json: what each invocation's one log line says."""
+        results = self.run_results().get("results", [])
+        kinds = [str(r.get("unique_id", "")).split(".", 1)[0] for r in results]
+        return {
+            "models": kinds.count("model"),
+            "tests": kinds.count("test"),
+            "seeds": kinds.count("seed"),
+            "failures": len(self.failures()),
+        }
 
     def run_results(self) -> dict[str, Any]:
         path = self.target_path / "run_results.json"
@@ -204,16 +227,50 @@ def run_dbt(
     target_dir = (project / (target_path or os.environ.get("DBT_TARGET_PATH") or "target")).resolve()
     if settings.warehouse.target == "duckdb":
         settings.warehouse.duckdb_path.resolve().parent.mkdir(parents=True, exist_ok=True)
+    # DBT_LOG_PATH (the caller's or the environment's) if set, else beside the target; relative: to the project.
+    log_path = (extra_env or {}).get("DBT_LOG_PATH") or os.environ.get("DBT_LOG_PATH")
+    log_dir = (project / log_path).resolve() if log_path else target_dir / "logs"
+    colours = sys.stdout.isatty()
+    argv += [
+        "--log-path", str(log_dir),
+        "--log-level", "none",  # the console: what it would show is captured below instead
+        "--log-level-file", "debug",
+        "--use-colors" if colours else "--no-use-colors",
+        "--no-use-colors-file",
+    ]  # fmt: skip
     # dbt would otherwise send anonymous usage events (dbt_project.yml turns them off too).
     env = {**profile_env(settings), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", **(extra_env or {})}
-    log.info("dbt %s", " ".join(args))
-    from stockpipe.freshness.writerlock import warehouse_writer
+    console: deque[str] = deque(maxlen=5000)  # bounded: a huge project's failure shows its last lines
 
+    def capture(event: Any) -> None:
+        if event.info.level in ("info", "warn", "error") and event.info.msg:
+            console.append(str(event.info.msg))
+
+    from stockpipe.warehouse.writerlock import warehouse_writer
+
+    started = time.monotonic()
     # dbt writes the warehouse: one writer at a time (the lock is re-entrant for a caller that holds it).
     with warehouse_writer(settings), _environment(env):
         try:
-            result = dbtRunner().invoke(argv)
+            result = dbtRunner(callbacks=[capture]).invoke(argv)
         finally:
             _close_duckdb()
     exception = None if result.exception is None else str(result.exception)
-    return DbtOutcome(success=bool(result.success), exception=exception, target_path=target_dir)
+    outcome = DbtOutcome(bool(result.success), exception, target_dir, log_dir)
+    summary = {
+        "command": " ".join(args),
+        **outcome.summary(),
+        "seconds": round(time.monotonic() - started, 3),
+        "success": outcome.success,
+        "log": str(log_dir / "dbt.log"),
+    }
+    if outcome.success:
+        log.info("dbt %s: ok", args[0] if args else "", extra={"dbt": summary})
+    else:
+        log.error(
+            "dbt %s failed; its output:\n%s",
+            args[0] if args else "",
+            "\n".join(console),
+            extra={"dbt": {**summary, "exception": exception}},
+        )
+    return outcome

@@ -17,6 +17,7 @@ Reading the lake: DuckDB's own parallel Parquet scan over local files, always.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -24,7 +25,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,12 +35,13 @@ import duckdb
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from stockpipe.lake.store import Lake
+from stockpipe.lake.store import Lake, ObjectInfo
 from stockpipe.settings import LakeSettings
 from stockpipe.warehouse import ddl, sqlgen
 from stockpipe.warehouse.datasets import BY_NAME, Dataset
 from stockpipe.warehouse.listing import LakeObject
-from stockpipe.warehouse.loader import Batch, BatchResult, LoadError
+from stockpipe.warehouse.loader import Batch, BatchResult, LoadError, new_load_id
+from stockpipe.warehouse.settings import S3FetchSettings
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +96,18 @@ class ParquetScanReader:
         conn.execute(f"DROP VIEW IF EXISTS {name}")
 
 
-def arrow_s3(settings: LakeSettings) -> pafs.S3FileSystem:
-    """Arrow's S3 filesystem for the lake's endpoint and keys (None: AWS and its credential chain)."""
-    kwargs: dict[str, Any] = {"region": settings.region}
+def arrow_s3(settings: LakeSettings, fetch: S3FetchSettings | None = None) -> pafs.S3FileSystem:
+    """Arrow's S3 filesystem for the lake's endpoint and keys (None: AWS and its credential chain).
+
+    Timeouts bound every request: without them a stalled GET hangs a load that holds the writer lock.
+    """
+    fetch = fetch or S3FetchSettings()
+    kwargs: dict[str, Any] = {
+        "region": settings.region,
+        "request_timeout": fetch.request_timeout_seconds,
+        "connect_timeout": fetch.connect_timeout_seconds,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=fetch.max_attempts),
+    }
     if settings.s3_endpoint_url:
         url = urlsplit(settings.s3_endpoint_url)
         kwargs.update(endpoint_override=url.netloc, scheme=url.scheme or "https")
@@ -107,24 +118,39 @@ def arrow_s3(settings: LakeSettings) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
+class _Cancelled(Exception):
+    """Another fetch of the batch failed: this one stopped early."""
+
+
+def _etag_of(metadata: Mapping[str, Any]) -> str | None:
+    for name, value in metadata.items():
+        if str(name).lower() == "etag":
+            raw = value.decode() if isinstance(value, bytes) else str(value)
+            return raw.strip('"')
+    return None
+
+
 class S3SpoolReader:
     """Fetches an S3 batch's objects into a spool directory (concurrent GETs), then scans them as local files.
 
-    An object whose size is not the listed one changed after the listing: the batch fails (and is
+    An object that is not the listed version changed after the listing: the batch fails (and is
     rolled back) rather than record the listed ETag beside other bytes; the next load lists it again.
+    The check: the size, the ETag the read's response names, and for a single-part object (its ETag
+    is the MD5 of its bytes) the MD5 of what was read. The first failed fetch stops the batch's others.
     """
 
-    def __init__(self, lake: Lake, spool: Path, fetchers: int = 16) -> None:
+    def __init__(self, lake: Lake, spool: Path, fetchers: int = 16, fetch: S3FetchSettings | None = None) -> None:
         self.lake = lake
         self.spool = spool
         self.fetchers = fetchers
+        self.fetch = fetch or S3FetchSettings()
         self._fs: pafs.FileSystem | None = None
         self._open: dict[str, ParquetScanReader] = {}  # by relation; each one's root is its spool directory
 
     @property
     def fs(self) -> pafs.FileSystem:
         if self._fs is None:
-            self._fs = arrow_s3(self.lake.settings)
+            self._fs = arrow_s3(self.lake.settings, self.fetch)
         return self._fs
 
     def sweep(self) -> None:
@@ -135,14 +161,46 @@ class S3SpoolReader:
                     log.info("removing the spool directory %s of a process that ended mid-batch", left)
                     shutil.rmtree(left, ignore_errors=True)
 
-    def _fetch(self, obj: LakeObject, into: Path) -> None:
+    def _fetch(self, obj: LakeObject, into: Path, cancel: threading.Event) -> None:
+        if cancel.is_set():
+            raise _Cancelled(obj.key)
         dest = into / obj.key
         dest.parent.mkdir(parents=True, exist_ok=True)
+        listed = obj.info.etag
+        # A multipart ETag ("<md5 of the parts' md5s>-<parts>") is no digest of the bytes.
+        digest = hashlib.md5(usedforsecurity=False) if self.fetch.verify_md5 and "-" not in listed else None
         with self.fs.open_input_stream(self.lake.path(obj.key)) as source, dest.open("wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
+            answered = _etag_of(source.metadata())
+            while chunk := source.read(1 << 20):
+                if cancel.is_set():
+                    raise _Cancelled(obj.key)
+                out.write(chunk)
+                if digest is not None:
+                    digest.update(chunk)
             size = out.tell()
+        changed = "it changed after the listing"
         if size != obj.info.size:
-            raise LoadError(f"{obj.key}: read {size} bytes, listed with {obj.info.size}: it changed after the listing")
+            raise LoadError(f"{obj.key}: read {size} bytes, listed with {obj.info.size}: {changed}")
+        if answered is not None and answered != listed:
+            raise LoadError(f"{obj.key}: read ETag {answered}, listed with {listed}: {changed}")
+        if digest is not None and digest.hexdigest() != listed:
+            raise LoadError(f"{obj.key}: read bytes with MD5 {digest.hexdigest()}, listed ETag {listed}: {changed}")
+
+    def _fetch_all(self, objects: Sequence[LakeObject], into: Path) -> None:
+        """Every object into the spool; on the first failure the others stop and it is raised."""
+        cancel = threading.Event()
+        pool = ThreadPoolExecutor(max(1, min(self.fetchers, len(objects))))
+        try:
+            futures = [pool.submit(self._fetch, o, into, cancel) for o in objects]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((f for f in done if f.exception() is not None), None)
+            if failed is not None:
+                cancel.set()
+                for future in futures:
+                    future.cancel()
+                raise failed.exception()  # type: ignore[misc]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def open(
         self, conn: duckdb.DuckDBPyConnection, dataset: Dataset, objects: Sequence[LakeObject], name: str
@@ -150,8 +208,7 @@ class S3SpoolReader:
         self.spool.mkdir(parents=True, exist_ok=True)
         into = Path(tempfile.mkdtemp(prefix=f"{_SPOOL_OWNER}-{name}-", dir=self.spool))
         try:
-            with ThreadPoolExecutor(max(1, min(self.fetchers, len(objects)))) as pool:
-                list(pool.map(lambda o: self._fetch(o, into), objects))
+            self._fetch_all(objects, into)
             scan = ParquetScanReader(into)
             counts = scan.open(conn, dataset, objects, name)
         except BaseException:
@@ -194,7 +251,12 @@ class DuckDBTarget:
     name = "duckdb"
 
     def __init__(
-        self, path: Path | str, lake: Lake, reader: ObjectReader | None = None, threads: int | None = None
+        self,
+        path: Path | str,
+        lake: Lake,
+        reader: ObjectReader | None = None,
+        threads: int | None = None,
+        s3: S3FetchSettings | None = None,
     ) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -204,13 +266,13 @@ class DuckDBTarget:
         self.conn.execute("SET TimeZone = 'UTC'")
         self.conn.execute("SET enable_progress_bar = false")
         self.lake = lake
-        self.reader: ObjectReader = reader or self._default_reader(path, lake)
+        self.reader: ObjectReader = reader or self._default_reader(path, lake, s3)
 
     @staticmethod
-    def _default_reader(path: Path | str, lake: Lake) -> ObjectReader:
+    def _default_reader(path: Path | str, lake: Lake, s3: S3FetchSettings | None) -> ObjectReader:
         if lake.is_local:
             return ParquetScanReader(lake.root)
-        reader = S3SpoolReader(lake, spool_dir(path))
+        reader = S3SpoolReader(lake, spool_dir(path), fetch=s3)
         if str(path) != ":memory:":
             reader.sweep()  # the connection above holds the file: no other process spools beside it
         return reader
@@ -277,6 +339,38 @@ class DuckDBTarget:
         assert row is not None
         value: datetime = row[0]
         return value
+
+    def record_compaction(self, compacted: ObjectInfo, members: Sequence[ObjectInfo], rows: int) -> bool:
+        """Record a compacted lake object as loaded when every object it replaces is loaded already.
+
+        Then no load reads it again (its rows are in bronze through its members); True if recorded.
+        """
+        directory = compacted.key.rsplit("/", 1)[0]
+        dataset = BY_NAME[compacted.key.split("/")[1]]
+        known = self.ledger([dataset], [directory])
+        if known.get(compacted.key) == (compacted.size, compacted.etag):
+            return True
+        if not all(known.get(m.key) == (m.size, m.etag) for m in members):
+            return False  # some rows never loaded: the next load reads the compacted object
+        row = pa.table(
+            {
+                "object_key": [compacted.key],
+                "object_dir": [directory],
+                "dataset": [dataset.name],
+                "size": pa.array([compacted.size], pa.int64()),
+                "etag": [compacted.etag],
+                "row_count": pa.array([rows], pa.int64()),
+            }
+        )
+        self.conn.register("_compacted_object", row)
+        try:
+            with self._commit_lock:
+                self.conn.execute(
+                    sqlgen.merge_ledger(BRONZE, "SELECT * FROM _compacted_object", new_load_id(), self._now(), "duckdb")
+                )
+        finally:
+            self.conn.unregister("_compacted_object")
+        return True
 
     # -- load -------------------------------------------------------------------------------------
     def load_batch(self, batch: Batch) -> BatchResult:

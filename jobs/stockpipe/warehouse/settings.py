@@ -6,6 +6,8 @@ Environment (see stockpipe.settings for the prefix and nesting rules):
   STOCKPIPE_WAREHOUSE__DUCKDB_PATH             the DuckDB file (default .warehouse/stockpipe.duckdb)
   STOCKPIPE_WAREHOUSE__BATCH_MAX_OBJECTS       lake objects per load transaction
   STOCKPIPE_WAREHOUSE__BATCH_MAX_BYTES         their total size per load transaction
+  STOCKPIPE_WAREHOUSE__S3__REQUEST_TIMEOUT_SECONDS, __CONNECT_TIMEOUT_SECONDS, __MAX_ATTEMPTS, __VERIFY_MD5
+                                               the S3 spool's GETs (DuckDB loading from an S3 lake)
   STOCKPIPE_WAREHOUSE__DBT_PROJECT_DIR         where dbt_project.yml and profiles.yml are (default dbt)
   STOCKPIPE_WAREHOUSE__SNOWFLAKE__ACCOUNT, __USER, __PASSWORD, __ROLE, __WAREHOUSE, __DATABASE,
   __AUTHENTICATOR, __PRIVATE_KEY_FILE, __STAGE_MODE (internal|external), __STAGE_NAME,
@@ -53,6 +55,18 @@ class SnowflakeSettings(BaseModel):
         return self
 
 
+class S3FetchSettings(BaseModel):
+    """How the DuckDB target fetches an S3 batch into its spool (Arrow's S3 client)."""
+
+    request_timeout_seconds: float = Field(30.0, gt=0, description="a request (or a stalled read) fails after this")
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    max_attempts: int = Field(3, ge=1, le=10, description="attempts per request (AWS standard retry strategy)")
+    verify_md5: bool = Field(
+        True,
+        description="check single-part objects' bytes against their ETag (an MD5); off for SSE-KMS/SSE-C buckets",
+    )
+
+
 class WarehouseTargetSettings(BaseModel):
     target: Literal["duckdb", "snowflake"] = "duckdb"
     duckdb_path: Path = Field(Path(".warehouse/stockpipe.duckdb"), description="the embedded warehouse file")
@@ -64,6 +78,7 @@ class WarehouseTargetSettings(BaseModel):
         description="bytes of objects per transaction (an S3 batch's spool beside the DuckDB file)",
     )
     dbt_project_dir: Path = Field(Path("dbt"), description="holds dbt_project.yml and profiles.yml")
+    s3: S3FetchSettings = S3FetchSettings()
     snowflake: SnowflakeSettings = SnowflakeSettings()
 
 

@@ -1,5 +1,9 @@
 """The production warehouse: bronze in Snowflake, loaded with COPY INTO from a stage and MERGE.
 
+Everything goes through the workload's Snowpark session (stockpipe.warehouse.snowpark_session):
+`session.file.put` uploads, `DataFrameReader.copy_into_table` copies, `session.sql` runs the rest (the
+MERGE statements come from sqlgen, shared with the DuckDB target, so both targets merge alike).
+
 A batch, per dataset (and topic):
 1. the objects are on a stage: the external stage on the lake bucket (production; nothing moves), or
    PUT one by one to the internal stage under a batch-unique path (tests, small deployments);
@@ -25,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stockpipe.lake.store import Lake
 from stockpipe.warehouse import ddl, sqlgen
@@ -33,41 +37,30 @@ from stockpipe.warehouse.datasets import DATASETS, Dataset
 from stockpipe.warehouse.listing import LakeObject
 from stockpipe.warehouse.loader import Batch, BatchResult, LoadError
 from stockpipe.warehouse.settings import SnowflakeSettings
+from stockpipe.warehouse.snowpark_session import create_session
+
+if TYPE_CHECKING:
+    from snowflake.snowpark import Row, Session
 
 log = logging.getLogger(__name__)
 
 COPY_FILES_LIMIT = 1000  # Snowflake's limit on FILES = (...)
 STG_OBJECTS = "STG_OBJECTS"
+MANIFEST_ROWS = 500  # objects per INSERT of the batch manifest
 
 
-def connect(settings: SnowflakeSettings, **overrides: Any) -> Any:
-    """A snowflake-connector-python connection; the session works in UTC."""
-    import snowflake.connector
+def _literal(value: object) -> str:
+    """A manifest value as a Snowflake literal (strings quoted by sqlgen, numbers as they are)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool | int):
+        return str(int(value))
+    return sqlgen.string_literal(str(value), "snowflake")
 
-    kwargs: dict[str, Any] = {
-        "account": settings.account,
-        "user": settings.user,
-        "role": settings.role,
-        "warehouse": settings.warehouse,
-        "database": settings.database,
-        "schema": settings.bronze_schema,
-        "application": "stockpipe",
-        "session_parameters": {
-            "TIMEZONE": "UTC",
-            "QUERY_TAG": "stockpipe-load-bronze",
-            "CLIENT_OUT_OF_BAND_TELEMETRY_ENABLED": False,
-        },
-    }
-    if settings.password is not None:
-        kwargs["password"] = settings.password.get_secret_value()
-    if settings.authenticator:
-        kwargs["authenticator"] = settings.authenticator
-    if settings.private_key_file:
-        kwargs["private_key_file"] = str(settings.private_key_file)
-    if settings.host:
-        kwargs.update(host=settings.host, port=settings.port or 443, protocol=settings.protocol)
-    kwargs.update(overrides)
-    return snowflake.connector.connect(**{k: v for k, v in kwargs.items() if v is not None})
+
+def open_session(settings: SnowflakeSettings, **overrides: Any) -> Session:
+    """A Snowpark session for a bronze load (one login; the caller closes it)."""
+    return create_session(settings, "stockpipe-load-bronze", **overrides)
 
 
 def staging_table(dataset: Dataset) -> str:
@@ -97,8 +90,10 @@ def _attribution(group: _Group) -> str:
 class SnowflakeTarget:
     name = "snowflake"
 
-    def __init__(self, conn: Any, lake: Lake, settings: SnowflakeSettings) -> None:
-        self.conn = conn
+    def __init__(self, session: Session, lake: Lake, settings: SnowflakeSettings, owned: bool = True) -> None:
+        """owned: close() closes the session (a workload's kept session is closed by its keeper)."""
+        self.session = session
+        self.owned = owned
         self.lake = lake
         self.settings = settings
         self.schema = f"{settings.database}.{settings.bronze_schema}"
@@ -106,7 +101,8 @@ class SnowflakeTarget:
         self.internal = settings.stage_mode == "internal"
 
     def close(self) -> None:
-        self.conn.close()
+        if self.owned:
+            self.session.close()
 
     def __enter__(self) -> SnowflakeTarget:
         return self
@@ -114,14 +110,12 @@ class SnowflakeTarget:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
-        cur = self.conn.cursor()
-        cur.execute(sql, params) if params is not None else cur.execute(sql)
-        return cur
+    def _execute(self, sql: str) -> list[Row]:
+        rows: list[Row] = self.session.sql(sql).collect()
+        return rows
 
     def _rows(self, sql: str) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = self._execute(sql).fetchall()
-        return rows
+        return [tuple(row) for row in self._execute(sql)]
 
     # -- schema -----------------------------------------------------------------------------------
     def schema_version(self) -> int | None:
@@ -220,41 +214,58 @@ class SnowflakeTarget:
                         Path(local).parent.mkdir(parents=True, exist_ok=True)
                         Path(local).write_bytes(self.lake.read(obj.key))
                     target = f"@{self.stage}/{batch.id}/g{group.index}/{obj.dir}/"
-                    self._execute(
-                        f"PUT {sqlgen.string_literal('file://' + local, 'snowflake')} {target} "
-                        "AUTO_COMPRESS = FALSE OVERWRITE = TRUE"
-                    )
+                    for put in self.session.file.put(local, target, auto_compress=False, overwrite=True):
+                        if put.status.upper() not in {"UPLOADED", "SKIPPED"}:
+                            raise LoadError(f"PUT of {obj.key} ended {put.status}: {put.message}")
 
-    def _copy_sql(self, batch: Batch, group: _Group) -> str:
-        dataset = group.dataset
-        options = "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE"
-        into = f"COPY INTO {self.schema}.{staging_table(dataset)}"
+    def _copy_source(self, batch: Batch, group: _Group) -> tuple[str, list[str] | None]:
+        """Where a group's COPY reads: its own path on the internal stage, or FILES on the external one."""
+        prefix = group.dataset.prefix
         if self.internal:
             # The batch's own stage path holds exactly the group's objects; PURGE removes the upload.
-            return f"{into} FROM @{self.stage}/{batch.id}/g{group.index}/{dataset.prefix}/ {options} PURGE = TRUE"
-        files = ", ".join(
-            sqlgen.string_literal(o.key.removeprefix(dataset.prefix + "/"), "snowflake") for o in group.objects
-        )
-        return f"{into} FROM @{self.stage}/{dataset.prefix}/ FILES = ({files}) {options}"
+            return f"@{self.stage}/{batch.id}/g{group.index}/{prefix}/", None
+        return f"@{self.stage}/{prefix}/", [o.key.removeprefix(prefix + "/") for o in group.objects]
+
+    def _copy_sql(self, batch: Batch, group: _Group) -> str:
+        """The COPY statement a group runs (copy_into_table writes the same), for plans and tests."""
+        location, files = self._copy_source(batch, group)
+        options = "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE FORCE = TRUE"
+        into = f"COPY INTO {self.schema}.{staging_table(group.dataset)}"
+        if files is None:
+            return f"{into} FROM {location} {options} PURGE = TRUE"
+        listed = ", ".join(sqlgen.string_literal(f, "snowflake") for f in files)
+        return f"{into} FROM {location} FILES = ({listed}) {options}"
 
     def copy_statements(self, batch: Batch) -> list[str]:
         """The COPY INTO statements of a batch (external stage: FILES lists of the lake keys)."""
         return [self._copy_sql(batch, g) for g in self._groups(batch)]
 
-    def _copied_rows(self, cur: Any, group: _Group) -> dict[str, int]:
+    def _copy(self, batch: Batch, group: _Group) -> list[Row]:
+        """COPY the group's objects into its staging table; COPY's result rows (file, status, rows_loaded)."""
+        location, files = self._copy_source(batch, group)
+        # No schema inference: the Parquet columns land by name in the staging table's columns.
+        frame = self.session.read.option("infer_schema", False).parquet(location)
+        options: dict[str, Any] = {"match_by_column_name": "CASE_INSENSITIVE", "force": True}
+        if files is None:
+            options["purge"] = True
+        result: list[Row] = frame.copy_into_table(
+            f"{self.schema}.{staging_table(group.dataset)}", files=files, **options
+        )
+        return result
+
+    def _copied_rows(self, result: Sequence[Row], group: _Group) -> dict[str, int]:
         """Rows loaded per object from COPY's result (file names end with the object's key)."""
-        names = [d[0].lower() for d in cur.description]
-        file_i, status_i, rows_i = names.index("file"), names.index("status"), names.index("rows_loaded")
         wanted = {o.key for o in group.objects}
         by_key: dict[str, int] = {}
-        for row in cur.fetchall():
-            if str(row[status_i]).upper() != "LOADED":
-                raise LoadError(f"COPY of {row[file_i]} ended {row[status_i]}")
+        for row in result:
+            fields = {k.lower(): v for k, v in row.as_dict().items()}
+            if str(fields["status"]).upper() != "LOADED":
+                raise LoadError(f"COPY of {fields['file']} ended {fields['status']}")
             # A stage path ends with the object's key: raw/<dataset>/dt=<day>/<file>.
-            key = "/".join(str(row[file_i]).split("/")[-4:])
+            key = "/".join(str(fields["file"]).split("/")[-4:])
             if key not in wanted:
-                raise LoadError(f"COPY loaded {row[file_i]}, which is no object of the batch")
-            by_key[key] = int(row[rows_i])
+                raise LoadError(f"COPY loaded {fields['file']}, which is no object of the batch")
+            by_key[key] = int(fields["rows_loaded"])
         missing = sorted(wanted - by_key.keys())
         if missing:
             raise LoadError(f"COPY did not load {missing[:3]}{'...' if len(missing) > 3 else ''}")
@@ -268,12 +279,14 @@ class SnowflakeTarget:
             )
             for o in group.objects
         ]  # fmt: skip
-        self.conn.cursor().executemany(
-            f"INSERT INTO {self.schema}.{STG_OBJECTS} (grp, object_key, object_dir, dataset, size, etag, row_count, "
-            "kafka_partition, first_offset, last_offset, symbol, dt) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            values,
-        )
+        for first in range(0, len(values), MANIFEST_ROWS):
+            chunk = ", ".join(
+                f"({', '.join(_literal(v) for v in row)})" for row in values[first : first + MANIFEST_ROWS]
+            )
+            self._execute(
+                f"INSERT INTO {self.schema}.{STG_OBJECTS} (grp, object_key, object_dir, dataset, size, etag, "
+                f"row_count, kafka_partition, first_offset, last_offset, symbol, dt) VALUES {chunk}"
+            )
 
     def _check_attribution(self, group: _Group, copied: int) -> None:
         stg = f"{self.schema}.{staging_table(group.dataset)}"
@@ -306,7 +319,7 @@ class SnowflakeTarget:
                 dataset = group.dataset
                 stg = f"{self.schema}.{staging_table(dataset)}"
                 self._execute(f"DELETE FROM {stg}")
-                per_object = self._copied_rows(self._execute(self._copy_sql(batch, group)), group)
+                per_object = self._copied_rows(self._copy(batch, group), group)
                 copied = sum(per_object.values())
                 self._stage_manifest(group, per_object)
                 self._check_attribution(group, copied)

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from stockpipe.alerts.slack import SlackAlerter, alerter_from_settings
-from stockpipe.localservices.slack_standin import SlackWebhookStandin
+from stockpipe_dev.localservices.slack_standin import SlackWebhookStandin
 
 
 class Clock:

@@ -13,10 +13,10 @@ from pydantic import SecretStr
 from stockpipe.batch import lakeio
 from stockpipe.batch.settings import HistorySettings
 from stockpipe.lake.store import Lake
-from stockpipe.localservices.finnhub_standin import FinnhubStandin
-from stockpipe.localservices.minio import MinioServer
-from stockpipe.localservices.tiingo_standin import TiingoStandin
 from stockpipe.settings import LakeSettings, load_settings
+from stockpipe_dev.localservices.finnhub_standin import FinnhubStandin
+from stockpipe_dev.localservices.minio import MinioServer
+from stockpipe_dev.localservices.tiingo_standin import TiingoStandin
 from tests.conftest import FREE_TOKEN, PREMIUM_TOKEN
 
 TIINGO_TOKEN = "tiingo-test-token-0001"

@@ -4,8 +4,8 @@ import json
 from datetime import date
 from pathlib import Path
 
-from stockpipe.bench.batch import bench_symbols, run_batch_bench
 from stockpipe.marketdata import calendar
+from stockpipe_dev.bench.batch import bench_symbols, run_batch_bench
 
 
 def test_bench_writes_its_numbers(tmp_path: Path) -> None:

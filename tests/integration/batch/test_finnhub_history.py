@@ -15,10 +15,10 @@ from stockpipe.batch.cli import history_app
 from stockpipe.batch.settings import HistorySettings
 from stockpipe.lake.layout import DAILY_BARS, BatchObject
 from stockpipe.lake.store import Lake
-from stockpipe.localservices.finnhub_standin import FinnhubStandin
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.synthetic import SyntheticMarket
 from stockpipe.settings import LakeSettings
+from stockpipe_dev.localservices.finnhub_standin import FinnhubStandin
 from tests.conftest import FREE_TOKEN, PREMIUM_TOKEN
 from tests.integration.batch.conftest import (
     FAST_PER_MINUTE,

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from stockpipe.batch import jobs, lakeio
 from stockpipe.batch.cli import history_app
 from stockpipe.lake.store import Lake
-from stockpipe.localservices.tiingo_standin import TiingoStandin
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.synthetic import SyntheticMarket
 from stockpipe.settings import LakeSettings
+from stockpipe_dev.localservices.tiingo_standin import TiingoStandin
 from tests.integration.batch.conftest import TIINGO_TOKEN, bars_held, tiingo_settings
 
 YTD = (date(2025, 1, 1), date(2025, 11, 28))

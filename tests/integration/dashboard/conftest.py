@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from stockpipe.localservices.kafka import KafkaBroker
-from stockpipe.localservices.process import free_port
 from stockpipe.settings import KafkaSettings, LakeSettings
+from stockpipe_dev.localservices.kafka import KafkaBroker
+from stockpipe_dev.localservices.process import free_port
 from tests.integration.warehouse.conftest import SyntheticLake, write_synthetic_lake
 
 REPO = Path(__file__).resolve().parents[3]
@@ -112,6 +112,9 @@ def built_warehouse(kafka_broker: KafkaBroker, work_dir: Path) -> BuiltWarehouse
         "STOCKPIPE_DASHBOARD__CONSUMER_GROUP": group,
         "STOCKPIPE_DASHBOARD__SNAPSHOT_DIR": str(root / "snapshots"),
         "STOCKPIPE_DASHBOARD__CACHE_TTL_S": "5",
+        # The tests look for a write's effect at once.
+        "STOCKPIPE_DASHBOARD__SNAPSHOT_REFRESH_S": "0",
+        "STOCKPIPE_DASHBOARD__SNAPSHOT_GRACE_S": "0",
         "DBT_TARGET_PATH": str(root / "dbt-target"),
         "DBT_LOG_PATH": str(root / "dbt-logs"),
     }

@@ -1,4 +1,4 @@
-"""The query layer asks Snowflake (fakesnow: Snowflake's SQL on DuckDB, through snowflake-connector) the same
+"""The query layer asks Snowflake (fakesnow: Snowflake's SQL on DuckDB, through Snowpark's session) the same
 questions as the DuckDB warehouse, and gets the same answers."""
 
 # Table copies name tables and columns defined in the code.
@@ -16,10 +16,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pytest
+from snowflake.connector import connect as connector_connect
 
 from stockpipe.dashboard import queries
 from stockpipe.warehouse.settings import SnowflakeSettings
-from stockpipe.warehouse.snowflake_target import connect
+from stockpipe.warehouse.snowpark_session import session_config
 
 from .conftest import BuiltWarehouse
 
@@ -79,7 +80,9 @@ def rows(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
 
 def copy_warehouse(source: Path, settings: SnowflakeSettings) -> None:
     """The gold and bronze tables the dashboard reads, copied row for row into the fake Snowflake."""
-    conn = connect(settings, schema=None)
+    # The test's own connector connection (pyformat, bound in the client): fakesnow's server misreads
+    # timestamps bound on the server (qmark, as Snowpark's connection binds).
+    conn = connector_connect(**session_config(settings, "stockpipe-test-copy", schema=None))
     cur = conn.cursor()
     db = settings.database
     cur.execute(f"CREATE DATABASE IF NOT EXISTS {db}")

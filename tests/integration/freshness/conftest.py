@@ -13,14 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from stockpipe.freshness.writerlock import file_writer_lock, lock_path
 from stockpipe.lake.layout import StreamObject
 from stockpipe.lake.store import Lake
-from stockpipe.localservices.kafka import KafkaBroker
 from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.consumer import ConsumerSettings, LakeConsumer
 from stockpipe.stream.producer import ProducerSettings, build_producer
 from stockpipe.stream.topics import isolated_topics
+from stockpipe.warehouse.writerlock import file_writer_lock, lock_path
+from stockpipe_dev.localservices.kafka import KafkaBroker
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
 QUOTE_KEY = ["symbol", "quote_ts"]

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import duckdb
 
-from stockpipe.lake.compaction import compact_day, duckdb_ledger
+from stockpipe.lake.compaction import compact_day
 from stockpipe.lake.layout import StreamObject
 from stockpipe.lake.store import Lake
 from stockpipe.stream.lakewriter import find_resume_offset
 from stockpipe.warehouse.continuous import ContinuousLoader, ContinuousLoaderSettings
 from stockpipe.warehouse.duckdb_target import DuckDBTarget
 from stockpipe.warehouse.loader import BronzeLoader
-from stockpipe.warehouse.settings import WarehouseTargetSettings
+from stockpipe.warehouse.settings import WarehouseSettings, WarehouseTargetSettings
+from stockpipe.warehouse.targets import compaction_register
 from tests.integration.freshness.conftest import QUOTE_KEY, Pipeline, bronze_keys, lake_keys
 
 DAY = date(2025, 11, 28)  # early close: a short session
@@ -45,7 +46,7 @@ def load(pipeline: Pipeline) -> int:
 def compact(pipeline: Pipeline, day: date) -> dict[str, object]:
     with DuckDBTarget(pipeline.warehouse, pipeline.lake) as target:
         target.ensure_schema()
-        return compact_day(pipeline.lake, day, register=duckdb_ledger(target)).as_dict()
+        return compact_day(pipeline.lake, day, register=target.record_compaction).as_dict()
 
 
 def test_compaction_is_idempotent_keeps_resume_and_bronze_loads_nothing_twice(pipeline: Pipeline) -> None:
@@ -106,6 +107,14 @@ def test_compaction_is_idempotent_keeps_resume_and_bronze_loads_nothing_twice(pi
     assert bronze_keys(pipeline.warehouse, "quotes", QUOTE_KEY) == (distinct, distinct)
 
 
+def compact_like_the_job(pipeline: Pipeline, day: date) -> None:
+    """As `lake compact` does: the writer lock and the file taken for each group's ledger swap only."""
+    settings = WarehouseSettings(
+        lake=pipeline.lake_settings, warehouse=WarehouseTargetSettings(duckdb_path=pipeline.warehouse)
+    )
+    compact_day(pipeline.lake, day, register=compaction_register(settings, pipeline.lake))
+
+
 def test_compaction_while_the_consumer_writes_and_the_loader_loads(pipeline: Pipeline, tmp_path: Path) -> None:
     pipeline.replay(DAY)
     loader = ContinuousLoader(
@@ -126,10 +135,10 @@ def test_compaction_while_the_consumer_writes_and_the_loader_loads(pipeline: Pip
     rounds = 0
     try:
         while threads[1].is_alive():
-            compact(pipeline, DAY)  # takes the warehouse writer lock, like the job
+            compact_like_the_job(pipeline, DAY)
             rounds += 1
             time.sleep(0.3)
-        compact(pipeline, DAY)
+        compact_like_the_job(pipeline, DAY)
         deadline = time.monotonic() + 120
         while loader.pending and time.monotonic() < deadline:
             time.sleep(0.5)

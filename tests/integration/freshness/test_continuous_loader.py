@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 import orjson
 
-from stockpipe.freshness.state import read_gold_freshness
 from stockpipe.warehouse.continuous import ContinuousLoader, ContinuousLoaderSettings
+from stockpipe.warehouse.gold_freshness import read_gold_freshness
 from stockpipe.warehouse.settings import WarehouseTargetSettings
 from tests.integration.freshness.conftest import QUOTE_KEY, Pipeline, bronze_keys, lake_keys
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from stockpipe.demo import live_session_start
-from stockpipe.freshness.live import measure_live
 from stockpipe.marketdata import calendar
+from stockpipe_dev.demo import live_session_start
+from stockpipe_dev.live_segment import measure_live
 from tests.integration.freshness.conftest import Pipeline
 
 

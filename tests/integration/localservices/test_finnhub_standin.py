@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import finnhub
 import pytest
 
-from stockpipe.localservices.finnhub_standin import FinnhubStandin
+from stockpipe_dev.localservices.finnhub_standin import FinnhubStandin
 from tests.conftest import FREE_TOKEN, PREMIUM_TOKEN
 
 

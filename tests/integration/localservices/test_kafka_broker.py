@@ -4,9 +4,9 @@ import uuid
 
 from confluent_kafka import Consumer, Producer
 
-from stockpipe.localservices.health import check_kafka
-from stockpipe.localservices.kafka import KafkaBroker
 from stockpipe.stream.topics import ensure_topic
+from stockpipe_dev.localservices.health import check_kafka
+from stockpipe_dev.localservices.kafka import KafkaBroker
 
 
 def test_ten_thousand_records_through_kafka_and_back(kafka_broker: KafkaBroker) -> None:

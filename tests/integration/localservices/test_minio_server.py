@@ -3,8 +3,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from stockpipe.localservices.health import check_object_store
-from stockpipe.localservices.minio import MinioServer
+from stockpipe_dev.localservices.health import check_object_store
+from stockpipe_dev.localservices.minio import MinioServer
 
 
 def test_object_written_and_read_with_s3fs(minio_server: MinioServer) -> None:

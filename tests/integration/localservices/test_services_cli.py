@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from stockpipe.localservices.manager import Ports
-from stockpipe.localservices.process import pid_alive, port_in_use
+from stockpipe_dev.localservices.manager import Ports
+from stockpipe_dev.localservices.process import pid_alive, port_in_use
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from slack_sdk.webhook import WebhookClient
 
-from stockpipe.localservices.slack_standin import SlackWebhookStandin
+from stockpipe_dev.localservices.slack_standin import SlackWebhookStandin
 
 
 def test_message_sent_by_slack_sdk_is_recorded(slack_standin: SlackWebhookStandin) -> None:

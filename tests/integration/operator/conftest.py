@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from stockpipe.localservices.process import free_port
 from stockpipe.operator.settings import OperatorSettings
+from stockpipe_dev.localservices.process import free_port
 from tests.integration.operator.kube_emulator import ApiServerThread, Kube
 from tests.integration.operator.operator_harness import (
     CONFIGMAP,

@@ -12,8 +12,8 @@ import kopf
 import pytest
 
 from stockpipe.contracts.watchlist import WATCHLIST_FILE_KEY, Watchlist
-from stockpipe.localservices.process import free_port
 from stockpipe.operator.configmap_mirror import mirror_configmap
+from stockpipe_dev.localservices.process import free_port
 from tests.integration.operator.kube_emulator import ApiServerThread, Kube, wait_for
 from tests.integration.operator.operator_harness import (
     CM_PATH,

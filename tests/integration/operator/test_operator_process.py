@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stockpipe.contracts.watchlist import WATCHLIST_FILE_KEY, Watchlist
-from stockpipe.localservices.process import free_port
+from stockpipe_dev.localservices.process import free_port
 from tests.integration.operator.kube_emulator import ApiServerThread, Kube, wait_for
 from tests.integration.operator.operator_harness import CM_PATH, NAMESPACE, TW_PATH, write_kubeconfig
 

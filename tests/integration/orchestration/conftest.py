@@ -19,10 +19,10 @@ from typing import Any
 import duckdb
 import pytest
 
-from stockpipe.localservices.kafka import KafkaBroker
 from stockpipe.orchestration.embedded import DagRunOutcome, airflow_env, run_dag
 from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.topics import isolated_topics
+from stockpipe_dev.localservices.kafka import KafkaBroker
 
 REPO = Path(__file__).resolve().parents[3]
 DAGS = REPO / "dags"

@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from stockpipe.bench import lakegen
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata.synthetic import SyntheticMarket
+from stockpipe_dev.bench import lakegen
 from tests.integration.orchestration.conftest import SYMBOLS, Pipeline
 
 AFTER_CLOSE = datetime(2025, 12, 1, 23, 30, tzinfo=UTC)

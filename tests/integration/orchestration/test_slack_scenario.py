@@ -11,9 +11,9 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from stockpipe.localservices.slack_standin import SlackWebhookStandin
 from stockpipe.orchestration.embedded import DagRunFailed
 from stockpipe.stream.heartbeat import HEARTBEAT_V1
+from stockpipe_dev.localservices.slack_standin import SlackWebhookStandin
 from tests.integration.orchestration.conftest import SYMBOLS, Pipeline
 
 AFTER_CLOSE = datetime(2025, 12, 1, 23, 30, tzinfo=UTC)

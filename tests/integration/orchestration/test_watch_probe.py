@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import Producer
 
-from stockpipe.bench import lakegen
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata.synthetic import SyntheticMarket
 from stockpipe.orchestration.watch import WatchSettings, probe
 from stockpipe.stream.heartbeat import HEARTBEAT_V1
+from stockpipe_dev.bench import lakegen
 from tests.integration.orchestration.conftest import CLI_ENTRY, Pipeline
 
 SESSION = date(2025, 12, 1)

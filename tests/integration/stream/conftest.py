@@ -10,9 +10,9 @@ import pytest
 
 from stockpipe.lake.layout import StreamObject
 from stockpipe.lake.store import Lake
-from stockpipe.localservices.kafka import KafkaBroker
 from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.topics import isolated_topics
+from stockpipe_dev.localservices.kafka import KafkaBroker
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from stockpipe.bench.chaos import Scenario
-from stockpipe.bench.chaos_faults import kafka_link_faults, s3_link_faults, slow_s3, spool_full, zombie_writer
-from stockpipe.localservices.kafka import KafkaBroker
 from stockpipe.settings import LakeSettings
+from stockpipe_dev.bench.chaos_common import Scenario
+from stockpipe_dev.bench.chaos_faults import kafka_link_faults, s3_link_faults, slow_s3, spool_full, zombie_writer
+from stockpipe_dev.localservices.kafka import KafkaBroker
 
 
 def _exactly_once(scenario: Scenario) -> None:

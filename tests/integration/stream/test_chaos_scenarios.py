@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from stockpipe.bench.chaos import fuzz_scenario, rebalance_storm
-from stockpipe.localservices.kafka import KafkaBroker
+from stockpipe_dev.bench.chaos import fuzz_scenario, rebalance_storm
+from stockpipe_dev.localservices.kafka import KafkaBroker
 
 
 def test_rebalance_storm_loses_and_duplicates_nothing(kafka_broker: KafkaBroker, tmp_path: Path) -> None:

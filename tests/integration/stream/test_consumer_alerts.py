@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,34 +13,15 @@ from pydantic import SecretStr
 
 from stockpipe.alerts.slack import SlackAlerter
 from stockpipe.contracts.messages import QUOTE_V1
-from stockpipe.localservices.minio import MinioServer
-from stockpipe.localservices.process import free_port
-from stockpipe.localservices.slack_standin import SlackWebhookStandin
 from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.consumer import ConsumerSettings, LakeConsumer
 from stockpipe.stream.publisher import Publisher
+from stockpipe_dev.localservices.minio import MinioServer
+from stockpipe_dev.localservices.process import free_port
+from stockpipe_dev.localservices.slack_standin import SlackWebhookStandin
+from tests.integration.stream.support import GOOD_QUOTE, wait_for
 
-GOOD = {
-    "schema": "quote.v1",
-    "symbol": "AAPL",
-    "quote_ts": "2025-11-28T15:00:00Z",
-    "fetched_at": "2025-11-28T15:00:01Z",
-    "source": "synthetic",
-    "price": 190.0,
-    "day_high": 191.0,
-    "day_low": 188.0,
-    "day_open": 189.0,
-    "prev_close": 189.0,
-}
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
+GOOD = GOOD_QUOTE
 
 
 def test_a_dead_letter_rate_above_the_threshold_is_one_incident(

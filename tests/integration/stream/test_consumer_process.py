@@ -14,11 +14,11 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from stockpipe.bench.stream import SESSION_OPEN, quote_messages
 from stockpipe.contracts.messages import QUOTE_V1
-from stockpipe.localservices.process import free_port
 from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.publisher import Publisher
+from stockpipe_dev.bench.stream import SESSION_OPEN, quote_messages
+from stockpipe_dev.localservices.process import free_port
 
 
 def test_consumer_serves_health_and_metrics_and_exits_zero_on_sigterm(

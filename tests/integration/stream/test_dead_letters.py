@@ -16,23 +16,11 @@ from stockpipe.lake.store import Lake
 from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.consumer import ConsumerSettings, LakeConsumer
 from stockpipe.stream.publisher import Publisher
+from tests.integration.stream.support import GOOD_QUOTE
 
 Reader = Callable[[Lake, str], tuple[pa.Table, list[StreamObject]]]
 
-GOOD = {
-    "schema": "quote.v1",
-    "symbol": "AAPL",
-    "quote_ts": "2025-11-28T15:00:00Z",
-    "fetched_at": "2025-11-28T15:00:01Z",
-    "source": "synthetic",
-    "price": 190.0,
-    "change": 1.0,
-    "change_pct": 0.5,
-    "day_high": 191.0,
-    "day_low": 188.0,
-    "day_open": 189.0,
-    "prev_close": 189.0,
-}
+GOOD = {**GOOD_QUOTE, "change": 1.0, "change_pct": 0.5}
 
 
 def quote(**changes: object) -> bytes:

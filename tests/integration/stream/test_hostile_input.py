@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,25 +22,15 @@ from confluent_kafka import Producer
 
 from stockpipe.lake.layout import StreamObject
 from stockpipe.lake.store import Lake
-from stockpipe.localservices.kafka import KafkaBroker
 from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.publisher import Publisher
 from stockpipe.stream.topics import isolated_topics
+from stockpipe_dev.localservices.kafka import KafkaBroker
+from tests.integration.stream.support import GOOD_QUOTE, wait_for
 
 Reader = Callable[[Lake, str], tuple[pa.Table, list[StreamObject]]]
 
-GOOD = {
-    "schema": "quote.v1",
-    "symbol": "AAPL",
-    "quote_ts": "2025-11-28T15:00:00Z",
-    "fetched_at": "2025-11-28T15:00:01Z",
-    "source": "synthetic",
-    "price": 190.0,
-    "day_high": 191.0,
-    "day_low": 188.0,
-    "day_open": 189.0,
-    "prev_close": 189.0,
-}
+GOOD = GOOD_QUOTE
 CLOSE = datetime(2025, 11, 28, 21, 0, tzinfo=UTC)
 
 # A consumer whose checker dies (os.abort) on one value: a stand-in for a parser crash we do not know of.
@@ -80,17 +69,6 @@ def consumer_env(kafka: KafkaSettings, lake: LakeSettings, group: str, **extra: 
         "STOCKPIPE_HEARTBEAT_SECONDS": "0.5",
         **extra,
     }
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        if proc is not None and proc.poll() is not None:
-            return condition()
-        time.sleep(0.5)
-    return False
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:

@@ -21,8 +21,6 @@ import pytest
 from confluent_kafka import Producer
 
 from stockpipe.alerts.slack import SlackAlerter
-from stockpipe.localservices.finnhub_standin import FinnhubStandin
-from stockpipe.localservices.slack_standin import SlackWebhookStandin
 from stockpipe.logs import setup_logging
 from stockpipe.marketdata.ratelimit import RateBudget
 from stockpipe.settings import KafkaSettings, LakeSettings
@@ -30,6 +28,8 @@ from stockpipe.stream.clock import ReplayClock
 from stockpipe.stream.producer import ProducerSettings, QuoteProducer
 from stockpipe.stream.publisher import Publisher
 from stockpipe.stream.sources import FinnhubQuoteSource, KeyRejected
+from stockpipe_dev.localservices.finnhub_standin import FinnhubStandin
+from stockpipe_dev.localservices.slack_standin import SlackWebhookStandin
 
 TOKEN = "fh-secret-token-4c2b9a71"
 WEBHOOK_PATH = "/services/T0SECRET/B0SECRET/xoxb-hook-8d1e"

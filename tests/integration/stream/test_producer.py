@@ -13,8 +13,6 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from stockpipe.contracts.watchlist import Watchlist
-from stockpipe.localservices.finnhub_standin import FinnhubStandin
-from stockpipe.localservices.finnhub_ws_standin import FinnhubWebsocketStandin
 from stockpipe.logs import setup_logging
 from stockpipe.marketdata.ratelimit import RateBudget
 from stockpipe.settings import KafkaSettings
@@ -22,6 +20,8 @@ from stockpipe.stream.clock import ReplayClock
 from stockpipe.stream.producer import ProducerSettings, QuoteProducer
 from stockpipe.stream.sources import FinnhubQuoteSource
 from stockpipe.stream.trades import FinnhubTradeStream
+from stockpipe_dev.localservices.finnhub_standin import FinnhubStandin
+from stockpipe_dev.localservices.finnhub_ws_standin import FinnhubWebsocketStandin
 from tests.conftest import FREE_TOKEN
 
 SESSION_OPEN = datetime(2025, 12, 2, 14, 30, tzinfo=UTC)

@@ -8,16 +8,16 @@ import time
 from datetime import UTC, datetime
 
 from stockpipe.alerts.slack import SlackAlerter
-from stockpipe.localservices.finnhub_standin import FinnhubStandin
-from stockpipe.localservices.finnhub_ws_standin import FinnhubWebsocketStandin
-from stockpipe.localservices.http_standin import Response, StandinRequest
-from stockpipe.localservices.slack_standin import SlackWebhookStandin
 from stockpipe.marketdata.ratelimit import RateBudget
 from stockpipe.settings import KafkaSettings
 from stockpipe.stream.clock import ReplayClock
 from stockpipe.stream.producer import ProducerSettings, QuoteProducer
 from stockpipe.stream.sources import FinnhubQuoteSource
 from stockpipe.stream.trades import FinnhubTradeStream
+from stockpipe_dev.localservices.finnhub_standin import FinnhubStandin
+from stockpipe_dev.localservices.finnhub_ws_standin import FinnhubWebsocketStandin
+from stockpipe_dev.localservices.http_standin import Response, StandinRequest
+from stockpipe_dev.localservices.slack_standin import SlackWebhookStandin
 from tests.conftest import FREE_TOKEN
 from tests.integration.stream.test_producer import read_topic
 
@@ -104,16 +104,27 @@ def test_the_websocket_is_not_opened_while_no_watchlist_asks_for_trades(kafka_to
     ws = FinnhubWebsocketStandin(tokens={FREE_TOKEN}, interval_s=0.05).start()
     stop = threading.Event()
     wanted: set[str] = set()
+    asked = [0]  # how often the stream has looked at its watchlist: the event a negative check waits for
     from stockpipe.stream.publisher import Publisher
+
+    def watchlist() -> set[str]:
+        asked[0] += 1
+        return set(wanted)
+
+    def after_more_asks(count: int) -> None:
+        target, deadline = asked[0] + count, time.monotonic() + 30
+        while asked[0] < target and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert asked[0] >= target, "the stream stopped looking at its watchlist"
 
     publisher = Publisher(kafka_topics)
     stream = FinnhubTradeStream(
-        ws.url, FREE_TOKEN, lambda: set(wanted), kafka_topics.topic_trades, publisher, stop, 0.1, idle_check_s=0.1
+        ws.url, FREE_TOKEN, watchlist, kafka_topics.topic_trades, publisher, stop, 0.1, idle_check_s=0.1
     )
     thread = threading.Thread(target=lambda: asyncio.run(stream.run()), daemon=True)
     thread.start()
     try:
-        time.sleep(2.0)
+        after_more_asks(5)  # five looks at an empty watchlist
         assert ws.connections == 0  # the URL carries the token: no reason to open it
         wanted.add("AAPL")  # a watchlist asks for trades now
         deadline = time.monotonic() + 20
@@ -122,10 +133,8 @@ def test_the_websocket_is_not_opened_while_no_watchlist_asks_for_trades(kafka_to
         assert ws.connections == 1
         assert stream.received > 0
         wanted.clear()  # and no longer: the connection closes and stays closed
-        time.sleep(1.0)
-        connections = ws.connections
-        time.sleep(1.0)
-        assert ws.connections == connections == 1
+        after_more_asks(10)
+        assert ws.connections == 1
     finally:
         stop.set()
         thread.join(10)

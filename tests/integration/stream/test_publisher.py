@@ -8,11 +8,11 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
-from stockpipe.bench.stream import quote_messages
 from stockpipe.contracts.messages import QUOTE_V1
-from stockpipe.localservices.process import free_port
 from stockpipe.settings import KafkaSettings
 from stockpipe.stream.publisher import ProducerQueueFull, Publisher
+from stockpipe_dev.bench.stream import quote_messages
+from stockpipe_dev.localservices.process import free_port
 
 
 def read_back(kafka: KafkaSettings, topic: str, expected: int) -> list[tuple[int, bytes, bytes]]:

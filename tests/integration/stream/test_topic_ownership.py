@@ -6,9 +6,9 @@ import uuid
 
 from confluent_kafka.admin import AdminClient
 
-from stockpipe.localservices.kafka import KafkaBroker
 from stockpipe.settings import KafkaSettings
 from stockpipe.stream.topics import ensure_pipeline_topics
+from stockpipe_dev.localservices.kafka import KafkaBroker
 
 
 def _pipeline_topics(name: str, bootstrap: str, *, create: bool) -> KafkaSettings:

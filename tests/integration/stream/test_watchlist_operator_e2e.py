@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from stockpipe.localservices.finnhub_standin import FinnhubStandin
-from stockpipe.localservices.process import free_port
 from stockpipe.marketdata.ratelimit import RateBudget
 from stockpipe.operator.settings import OperatorSettings
 from stockpipe.settings import KafkaSettings
 from stockpipe.stream.clock import ReplayClock
 from stockpipe.stream.producer import ProducerSettings, QuoteProducer
 from stockpipe.stream.sources import FinnhubQuoteSource
+from stockpipe_dev.localservices.finnhub_standin import FinnhubStandin
+from stockpipe_dev.localservices.process import free_port
 from tests.conftest import FREE_TOKEN
 from tests.integration.operator.kube_emulator import ApiServerThread, Kube, wait_for
 from tests.integration.operator.operator_harness import CONFIGMAP, NAMESPACE, TW_PATH, RunningOperator, build_apiserver

@@ -15,13 +15,13 @@ import pyarrow.compute as pc
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from stockpipe.bench.stream import SESSION_OPEN, quote_messages
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.lake.layout import StreamObject
 from stockpipe.lake.store import Lake
 from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.consumer import ConsumerSettings, LakeConsumer
 from stockpipe.stream.publisher import Publisher
+from stockpipe_dev.bench.stream import SESSION_OPEN, quote_messages
 from tests.integration.stream.lake_checks import assert_no_overlap
 
 Reader = Callable[[Lake, str], tuple[pa.Table, list[StreamObject]]]

@@ -1,6 +1,6 @@
 """Fixtures of the warehouse tests: synthetic lake data in the exact lake layout, and a fake Snowflake.
 
-The lake data comes from SyntheticMarket through stockpipe.bench.lakegen: quotes and trades as
+The lake data comes from SyntheticMarket through stockpipe_dev.bench.lakegen: quotes and trades as
 stream files (`raw/<dataset>/dt=.../<topic>+<p>+<first:020d>+<last:020d>.parquet`, lake schemas of
 quote.v1/trade.v1), daily bars as `raw/daily_bars/dt=.../<symbol>.parquet` (DAILY_BAR_SCHEMA) and a
 few dead letters (dlq.v1).
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from stockpipe.bench import lakegen
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.synthetic import SyntheticMarket
 from stockpipe.settings import LakeSettings
 from stockpipe.warehouse.settings import SnowflakeSettings
+from stockpipe_dev.bench import lakegen
 
 SYMBOLS = ["AAPL", "MSFT", "BRK.B", "NVDA"]
 BARS_FROM = date(2024, 7, 1)

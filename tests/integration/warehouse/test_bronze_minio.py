@@ -8,8 +8,9 @@ from __future__ import annotations
 import http.client
 import io
 import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,6 +32,10 @@ from stockpipe.warehouse.datasets import Dataset
 from stockpipe.warehouse.duckdb_target import DuckDBTarget, S3SpoolReader, spool_dir
 from stockpipe.warehouse.listing import LakeObject
 from stockpipe.warehouse.loader import BronzeLoader, LoadError
+from stockpipe.warehouse.settings import S3FetchSettings
+from stockpipe_dev.localservices.minio import MinioServer
+from stockpipe_dev.localservices.process import free_port
+from stockpipe_dev.localservices.toxiproxy import Toxiproxy
 
 from .conftest import SyntheticLake
 
@@ -137,6 +142,80 @@ def test_an_object_rewritten_after_the_listing_fails_its_batch_and_loads_next_ti
         assert bronze_counts(target)["quotes"] == minio_lake.rows["quotes"] - 1
         etag = target.conn.execute("SELECT etag FROM bronze.load_ledger WHERE object_key = ?", [key]).fetchone()
         assert etag == (next(o.etag for o in lake.walk("raw") if o.key == key),)
+
+
+@pytest.mark.parametrize("verify_md5", [True, False], ids=["md5", "response-etag"])
+def test_a_same_size_rewrite_after_the_listing_fails_its_batch(
+    minio_lake: SyntheticLake, tmp_path: Path, verify_md5: bool
+) -> None:
+    """Same size, other bytes: caught by the MD5 of what was read, or by the ETag the read's answer names."""
+    lake = minio_lake.lake
+    key = minio_lake.keys["quotes"][0]
+    original = lake.read(key)
+    middle = len(original) // 2
+    same_size = original[:middle] + bytes([original[middle] ^ 0xFF]) + original[middle + 1 :]
+
+    class RewritingReader(S3SpoolReader):
+        def open(
+            self, conn: duckdb.DuckDBPyConnection, dataset: Dataset, objects: Sequence[LakeObject], name: str
+        ) -> dict[str, int]:
+            if lake.read(key) == original:
+                lake.write_atomic(key, same_size)
+            return super().open(conn, dataset, objects, name)
+
+    db = tmp_path / "wh.duckdb"
+    with DuckDBTarget(db, lake) as target:
+        target.reader = RewritingReader(lake, spool_dir(db), fetch=S3FetchSettings(verify_md5=verify_md5))
+        with pytest.raises(LoadError, match="changed after the listing") as failed:
+            BronzeLoader(lake, target).run()
+        assert key in str(failed.value)
+        assert target.conn.execute("SELECT count(*) FROM bronze.load_ledger").fetchone() == (0,)
+        assert list(spool_dir(db).iterdir()) == []
+
+
+@pytest.fixture
+def toxic_s3(minio_server: MinioServer, s3_lake: LakeSettings, tmp_path: Path) -> Iterator[tuple[Toxiproxy, str]]:
+    """Toxiproxy in front of MinIO: (the proxy, its S3 endpoint)."""
+    toxi = Toxiproxy(tmp_path / "toxiproxy", free_port())
+    record = toxi.start()
+    try:
+        address = toxi.proxy("s3", free_port(), urlsplit(minio_server.endpoint).netloc)
+        yield toxi, f"http://{address}"
+    finally:
+        Toxiproxy.stop(record)
+
+
+def test_a_stalled_get_fails_within_the_timeout_and_the_next_load_loads(
+    minio_lake: SyntheticLake, toxic_s3: tuple[Toxiproxy, str], tmp_path: Path
+) -> None:
+    toxi, endpoint = toxic_s3
+    lake = Lake(minio_lake.settings.model_copy(update={"s3_endpoint_url": endpoint}))
+    fetch = S3FetchSettings(request_timeout_seconds=2, connect_timeout_seconds=2, max_attempts=2)
+
+    class StallingReader(S3SpoolReader):
+        """Stalls the link (no byte passes, nothing closes) after the listing, before the reads."""
+
+        def open(
+            self, conn: duckdb.DuckDBPyConnection, dataset: Dataset, objects: Sequence[LakeObject], name: str
+        ) -> dict[str, int]:
+            toxi.add_toxic("s3", "stall", "timeout", {"timeout": 0})
+            return super().open(conn, dataset, objects, name)
+
+    db = tmp_path / "wh.duckdb"
+    with DuckDBTarget(db, lake) as target:
+        target.reader = StallingReader(lake, spool_dir(db), fetch=fetch)
+        started = time.monotonic()
+        with pytest.raises(LoadError):
+            BronzeLoader(lake, target).run()
+        waited = time.monotonic() - started
+        # Two attempts of at most 2 s each (plus the retry's backoff), not a hang.
+        assert waited < 15, waited
+        assert target.conn.execute("SELECT count(*) FROM bronze.load_ledger").fetchone() == (0,)
+        toxi.remove_toxic("s3", "stall")
+        target.reader = S3SpoolReader(lake, spool_dir(db), fetch=fetch)
+        assert BronzeLoader(lake, target).run().loaded_objects == minio_lake.objects
+        assert bronze_counts(target) == minio_lake.rows
+    assert list(spool_dir(db).iterdir()) == []
 
 
 def test_a_spool_left_by_a_process_that_died_mid_batch_is_removed(s3_lake: LakeSettings, tmp_path: Path) -> None:

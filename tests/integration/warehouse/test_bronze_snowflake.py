@@ -19,7 +19,6 @@ import pytest
 from typer.testing import CliRunner
 
 from stockpipe.batch import lakeio
-from stockpipe.bench import lakegen
 from stockpipe.lake.layout import DAILY_BARS, BatchObject, daily_bar_key
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata import calendar
@@ -31,7 +30,8 @@ from stockpipe.warehouse.datasets import DATASETS
 from stockpipe.warehouse.duckdb_target import DuckDBTarget
 from stockpipe.warehouse.loader import BronzeLoader, LoadError
 from stockpipe.warehouse.settings import SnowflakeSettings
-from stockpipe.warehouse.snowflake_target import SnowflakeTarget, connect
+from stockpipe.warehouse.snowflake_target import SnowflakeTarget, open_session
+from stockpipe_dev.bench import lakegen
 
 from .conftest import SyntheticLake
 
@@ -51,13 +51,13 @@ def test_snowflake_bronze_holds_what_duckdb_bronze_holds(
     local_lake: SyntheticLake, snowflake_settings: SnowflakeSettings, tmp_path: Path
 ) -> None:
     lake = local_lake.lake
-    with SnowflakeTarget(connect(snowflake_settings), lake, snowflake_settings) as snow:
+    with SnowflakeTarget(open_session(snowflake_settings), lake, snowflake_settings) as snow:
         report = BronzeLoader(lake, snow).run()
         assert report.loaded_objects == local_lake.objects
         assert report.rows == local_lake.rows
         with DuckDBTarget(tmp_path / "wh.duckdb", lake) as duck:
             BronzeLoader(lake, duck).run()
-            cur = snow.conn.cursor()
+            cur = snow.session.connection.cursor()
             schema = snow.schema
             for dataset in DATASETS:
                 cols = ", ".join([*dataset.columns, "source_file"])
@@ -90,8 +90,8 @@ def test_a_failed_snowflake_batch_rolls_back_data_and_ledger(
 
     # fakesnow answers a NOT NULL violation with HTTP 500, which the connector retries for as long as
     # network_timeout allows (Snowflake itself answers with an error): keep that short.
-    with SnowflakeTarget(connect(snowflake_settings, network_timeout=5), lake, snowflake_settings) as snow:
-        cur = snow.conn.cursor()
+    with SnowflakeTarget(open_session(snowflake_settings, network_timeout=5), lake, snowflake_settings) as snow:
+        cur = snow.session.connection.cursor()
         with pytest.raises(LoadError, match="rolled back"):
             BronzeLoader(lake, snow).run()
         for table in ("quotes", "trades", "load_ledger"):
@@ -109,13 +109,13 @@ def test_a_restated_object_replaces_its_rows_on_snowflake(
     lake = Lake(LakeSettings(url=f"file://{tmp_path / 'lake'}"))
     day = date(2025, 1, 3)
     lakegen.write_daily_bars(lake, SyntheticMarket(seed=1), ["AAPL", "MSFT"], [day])
-    with SnowflakeTarget(connect(snowflake_settings), lake, snowflake_settings) as snow:
+    with SnowflakeTarget(open_session(snowflake_settings), lake, snowflake_settings) as snow:
         first = BronzeLoader(lake, snow).run()
         lakegen.write_daily_bars(lake, SyntheticMarket(seed=2), ["AAPL"], [day])  # other numbers, same key
         second = BronzeLoader(lake, snow).run()
         assert (second.pending, second.rows) == (1, {"daily_bars": 1})
         rows = (
-            snow.conn.cursor()
+            snow.session.connection.cursor()
             .execute(f"SELECT symbol, close, load_id, source_file FROM {snow.schema}.daily_bars ORDER BY symbol")
             .fetchall()
         )
@@ -157,6 +157,9 @@ def test_the_cli_loads_into_snowflake_from_settings(
     assert json.loads(plan.stdout)["pending"] == []
 
 
+# Its own budget: dbt-snowflake's seed load through the fakesnow server alone took 135 s on a loaded
+# 2-core machine, and the build itself several minutes more (the default 600 s ran out there).
+@pytest.mark.timeout(1500)
 def test_dbt_builds_silver_and_gold_on_snowflake(
     local_lake: SyntheticLake,
     snowflake_settings: SnowflakeSettings,
@@ -196,8 +199,8 @@ def test_dbt_builds_silver_and_gold_on_snowflake(
     results = json.loads((tmp_path / "dbt-target" / "run_results.json").read_text())["results"]
     assert {r["status"] for r in results} == {"success", "pass"}
     assert sum(r["unique_id"].startswith("model.") for r in results) == 10  # fct_corporate_actions included
-    with SnowflakeTarget(connect(snowflake_settings), local_lake.lake, snowflake_settings) as snow:
-        cur = snow.conn.cursor()
+    with SnowflakeTarget(open_session(snowflake_settings), local_lake.lake, snowflake_settings) as snow:
+        cur = snow.session.connection.cursor()
         db = snowflake_settings.database
         assert cur.execute(f"SELECT count(*) FROM {db}.GOLD.FCT_DAILY_BARS").fetchone() == (
             local_lake.rows["daily_bars"],
@@ -221,12 +224,12 @@ def test_job_objects_beside_per_symbol_objects_load_into_snowflake_once_per_key(
         bars = [HistoryBar(s, d, b.open, b.high, b.low, b.close, b.volume) for s, d, b in daily]
         job = BatchObject(DAILY_BARS, kind, span[0], span[-1], 0)
         lake.write_atomic(job.key, lakeio.encode(lakeio.bars_table(bars, "synthetic")))
-    with SnowflakeTarget(connect(snowflake_settings), lake, snowflake_settings) as snow:
+    with SnowflakeTarget(open_session(snowflake_settings), lake, snowflake_settings) as snow:
         copies = snow.copy_statements(next(iter(loader_batches(lake))))
         assert sum("COPY INTO" in c for c in copies) == 3  # the per-symbol objects together, each job object alone
         report = BronzeLoader(lake, snow).run()
         assert report.loaded_objects == 2 * 3 + 2
-        cur = snow.conn.cursor()
+        cur = snow.session.connection.cursor()
         keys = cur.execute(f"SELECT symbol, date FROM {snow.schema}.daily_bars").fetchall()
         assert len(keys) == len(set(keys)) == 3 * len(days)
         ledger = dict(cur.execute(f"SELECT object_key, row_count FROM {snow.schema}.load_ledger").fetchall())

@@ -19,18 +19,18 @@ from typer.testing import CliRunner
 
 from stockpipe.batch import jobs
 from stockpipe.batch.settings import HistorySettings
-from stockpipe.bench import lakegen
 from stockpipe.contracts.bars import DAILY_BAR_SCHEMA
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.lake.layout import StreamObject, daily_bar_key
+from stockpipe.lake.parquet import parquet_bytes
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.history.synthetic_history import synthetic_bars
 from stockpipe.marketdata.synthetic import SyntheticMarket
 from stockpipe.settings import LakeSettings, load_settings
-from stockpipe.stream.lakewriter import parquet_bytes
 from stockpipe.warehouse.cli import load_app
 from stockpipe.warehouse.dbt_runner import run_dbt
 from stockpipe.warehouse.settings import WarehouseSettings, WarehouseTargetSettings
+from stockpipe_dev.bench import lakegen
 
 from .conftest import BARS_FROM, BARS_TO, SESSION, SyntheticLake, write_synthetic_lake
 
@@ -402,3 +402,29 @@ def test_a_backfill_from_2005_builds_gold_with_every_test_passing(
     assert {"symbol": "MSFT", "ex_date": date(2017, 7, 17), "ratio": 3.0} in splits
     assert scalar(warehouse_env, "SELECT count(*) FROM gold.fct_corporate_actions WHERE kind = 'dividend'") > 20
     assert scalar(warehouse_env, "SELECT max(abs(daily_return)) FROM gold.mart_symbol_daily") < 0.1
+
+
+def test_the_helm_test_probe_reaches_bronze_but_never_silver_or_gold(
+    warehouse_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stockpipe.stream.probe import PROBE_SOURCE, PROBE_SYMBOL
+
+    lake = write_synthetic_lake(LakeSettings(url=f"file://{tmp_path / 'lake'}"), symbols=["AAPL"])
+    at = datetime(2025, 1, 10, 16, tzinfo=UTC)
+    probe = {name: None for name in QUOTE_V1.lake_schema().names} | {
+        "symbol": PROBE_SYMBOL, "quote_ts": at, "fetched_at": at, "source": PROBE_SOURCE, "price": 1234.56,
+        "day_high": 1234.56, "day_low": 1234.56, "day_open": 1234.56, "prev_close": 1234.56, "kafka_partition": 0,
+        "kafka_offset": 90_000,
+    }  # fmt: skip
+    obj = StreamObject("quotes", SESSION, "quotes", 0, 90_000, 90_000)
+    lake.lake.write_atomic(obj.key, parquet_bytes(pa.Table.from_pylist([probe], schema=QUOTE_V1.lake_schema())))
+    load(lake, monkeypatch)
+    assert scalar(warehouse_env, f"SELECT count(*) FROM bronze.quotes WHERE symbol = '{PROBE_SYMBOL}'") == 1
+
+    build()
+    for table in ("silver.slv_quotes", "gold.fct_quotes", "gold.dim_symbol", "gold.mart_intraday_range"):
+        assert scalar(warehouse_env, f"SELECT count(*) FROM {table} WHERE symbol = '{PROBE_SYMBOL}'") == 0, table
+    assert scalar(warehouse_env, "SELECT count(*) FROM gold.fct_quotes") > 0
+    probe_tests = [r for r in run_results(tmp_path) if r["unique_id"].startswith("test.stockpipe.not_probe_")]
+    assert len(probe_tests) == 5
+    assert all(r["status"] == "pass" for r in probe_tests)

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from stockpipe.bench import lakegen
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.synthetic import SyntheticMarket
 from stockpipe.settings import LakeSettings
+from stockpipe_dev.bench import lakegen
 from tests.integration.warehouse.conftest import SESSION, SyntheticLake
 from tests.integration.warehouse.test_dbt_build import (  # noqa: F401  (warehouse_env is a fixture)
     build,

@@ -8,7 +8,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from stockpipe.bench import lakegen
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.synthetic import SyntheticMarket
@@ -17,6 +16,7 @@ from stockpipe.warehouse.dbt_runner import run_dbt
 from stockpipe.warehouse.duckdb_target import DuckDBTarget
 from stockpipe.warehouse.loader import BronzeLoader, LoadReport
 from stockpipe.warehouse.settings import WarehouseSettings, WarehouseTargetSettings
+from stockpipe_dev.bench import lakegen
 
 DBT_PROJECT = Path(__file__).resolve().parents[3] / "dbt"
 SYMBOLS = ["AAPL", "MSFT"]

@@ -92,3 +92,97 @@ def test_parameters_are_bound_never_spliced(tmp_path: Path) -> None:
         assert values(reader) == [1]
     finally:
         reader.close()
+
+
+def _copies(directory: Path) -> list[str]:
+    """Warehouse copies in the snapshot directory, whole or being copied (WAL files go with their copy)."""
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith((".duckdb", ".duckdb.tmp")))
+
+
+def test_the_snapshot_dir_never_holds_more_than_one_copy_plus_one_being_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "wh.duckdb"
+    make_warehouse(source)
+    snap = tmp_path / "snap"
+    seen: list[list[str]] = []
+    copy = queries.shutil.copyfile
+
+    def watched_copy(src: Path, dst: Path) -> Path:
+        result = copy(src, dst)
+        seen.append(_copies(snap))  # the copy in progress is on disk now
+        return Path(result)
+
+    monkeypatch.setattr(queries.shutil, "copyfile", watched_copy)
+    reader = queries.DuckDBSnapshotReader(source, snap, grace_s=0.3)
+    try:
+        generations = set()
+        deadline = time.monotonic() + 4
+        value = 10
+        while time.monotonic() < deadline:
+            with duckdb.connect(str(source)) as conn:
+                conn.execute("INSERT INTO gold.t VALUES (?)", [value])
+            value += 1
+            generations.add(reader.refresh().generation)
+            assert values(reader)[-1] <= value
+            seen.append(_copies(snap))
+            time.sleep(0.05)
+    finally:
+        reader.close()
+    assert len(generations) >= 5  # it did renew, each time after the previous copy's grace period
+    assert max(len(s) for s in seen) == 2, seen
+    assert list(snap.iterdir()) == []
+
+
+def test_a_new_snapshot_is_taken_at_most_every_refresh_interval(tmp_path: Path) -> None:
+    source = tmp_path / "wh.duckdb"
+    make_warehouse(source)
+    reader = queries.DuckDBSnapshotReader(source, tmp_path / "snap", refresh_s=1.0)
+    try:
+        first = reader.refresh().generation
+        with duckdb.connect(str(source)) as conn:
+            conn.execute("INSERT INTO gold.t VALUES (2)")
+        assert reader.refresh().generation == first
+        assert values(reader) == [1]
+        time.sleep(1.1)
+        assert reader.refresh().generation == first + 1
+        assert values(reader) == [1, 2]
+    finally:
+        reader.close()
+
+
+READER = """
+import sys, time
+from pathlib import Path
+from stockpipe.dashboard import queries
+reader = queries.DuckDBSnapshotReader(Path(sys.argv[1]), Path(sys.argv[2]))
+reader.refresh()
+print("copied", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_start_reclaims_the_copies_of_readers_that_are_gone_and_keeps_live_ones(tmp_path: Path) -> None:
+    source = tmp_path / "wh.duckdb"
+    make_warehouse(source)
+    snap = tmp_path / "snap"
+    gone = subprocess.Popen([sys.executable, "-c", READER, str(source), str(snap)], stdout=subprocess.PIPE, text=True)
+    live = subprocess.Popen([sys.executable, "-c", READER, str(source), str(snap)], stdout=subprocess.PIPE, text=True)
+    try:
+        for proc in (gone, live):
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "copied"
+        assert len(_copies(snap)) == 2
+        gone.kill()  # as a container restart does: no clean-up ran
+        gone.wait(30)
+        (snap / "warehouse-1-7.duckdb").write_bytes(b"a copy named by PID, by an older version")
+        reader = queries.DuckDBSnapshotReader(source, snap)
+        try:
+            assert len(_copies(snap)) == 1  # the live reader's copy only
+            assert values(reader) == [1]
+            assert len(_copies(snap)) == 2
+        finally:
+            reader.close()
+    finally:
+        live.kill()
+        live.wait(30)

@@ -7,12 +7,12 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from stockpipe.localservices.tiingo_standin import TiingoStandin
 from stockpipe.marketdata import calendar
 from stockpipe.marketdata.history import HistoryBar, SyntheticHistory, TiingoDaily
 from stockpipe.marketdata.history.synthetic_history import synthetic_bars
 from stockpipe.marketdata.ratelimit import RateBudget
 from stockpipe.marketdata.synthetic import SyntheticMarket
+from stockpipe_dev.localservices.tiingo_standin import TiingoStandin
 
 # Seed 11's NSR: dividends going ex 2024-08-26 and 2024-11-11, a 10:1 split going ex 2024-10-14.
 MARKET = SyntheticMarket(seed=11)

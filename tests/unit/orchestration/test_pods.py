@@ -107,7 +107,8 @@ def test_every_job_pod_validates_against_the_kubernetes_schema(cluster_dags: dic
         spec = pod["spec"]
         assert pod["metadata"]["namespace"] == "markets"
         assert spec["serviceAccountName"] == "stockpipe-jobs"
-        assert spec["securityContext"]["runAsNonRoot"] is True
+        # No identity of its own: the chart's pod template gives it (see the template test below).
+        assert not spec.get("securityContext")
         base = next(c for c in spec["containers"] if c["name"] == "base")
         assert base["image"] == "registry.example/stockpipe:1.2.3"
         assert base["imagePullPolicy"] == "IfNotPresent"
@@ -130,7 +131,7 @@ def test_every_job_pod_validates_against_the_kubernetes_schema(cluster_dags: dic
         assert {"configMapRef": {"name": "stockpipe-config"}} in env_from
         assert {"name": "STOCKPIPE_LOG_LEVEL", "value": "INFO"} in base["env"]
         assert base["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "3Gi"}}
-        assert base["securityContext"]["allowPrivilegeEscalation"] is False
+        assert not base.get("securityContext")
     broken = {**pod, "spec": {**pod["spec"], "containers": [{k: v for k, v in base.items() if k != "name"}]}}
     with pytest.raises(kubernetes_validate.ValidationError):  # the validator does reject a bad pod
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
@@ -154,9 +155,20 @@ metadata:
     app.kubernetes.io/component: job
 spec:
   restartPolicy: Never
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 20002
+    runAsGroup: 20003
+    fsGroup: 20003
+    seccompProfile:
+      type: RuntimeDefault
   containers:
     - name: base
       image: template-image:0
+      securityContext:
+        runAsUser: 20002
+        readOnlyRootFilesystem: true
+        allowPrivilegeEscalation: false
       volumeMounts:
         - name: warehouse
           mountPath: /var/lib/stockpipe/warehouse
@@ -201,6 +213,19 @@ def test_the_charts_pod_template_is_merged_under_the_operators_fields(
     claim = {"name": "warehouse", "persistentVolumeClaim": {"claimName": "stockpipe-warehouse"}}
     assert claim in pod["spec"]["volumes"]
     assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "job"
+    # The pod's identity is the template's (the chart's podSecurity), never one of the operator's own.
+    assert pod["spec"]["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 20002,
+        "runAsGroup": 20003,
+        "fsGroup": 20003,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert base["securityContext"] == {
+        "runAsUser": 20002,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+    }
 
 
 def test_a_scheduler_outside_the_cluster_launches_pods_with_its_kubeconfig(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, Producer
 
-from stockpipe.localservices.process import free_port
 from stockpipe.stream.publisher import close_producer
+from stockpipe_dev.localservices.process import free_port
 
 
 def _unreachable_producer() -> Producer:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stockpipe.bench.fuzz import SEEDS, FuzzHarness, FuzzReport, fuzz_batches, good_quote, run_fuzz
+from stockpipe_dev.bench.fuzz import SEEDS, FuzzHarness, FuzzReport, fuzz_batches, good_quote, run_fuzz
 
 FIELDS = ["schema", "symbol", "quote_ts", "fetched_at", "source", "price", "day_high", "day_low", "watermark_ts"]
 

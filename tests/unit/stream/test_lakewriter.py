@@ -11,7 +11,8 @@ import pytest
 
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.lake.layout import StreamObject
-from stockpipe.stream.lakewriter import PartitionFiles, parquet_bytes
+from stockpipe.lake.parquet import parquet_bytes
+from stockpipe.stream.lakewriter import PartitionFiles
 
 START = datetime(2025, 12, 2, 14, 30, tzinfo=UTC)
 

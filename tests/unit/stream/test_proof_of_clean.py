@@ -17,12 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stockpipe.bench.stream import quote_messages
 from stockpipe.contracts.messages import QUOTE_V1, TRADE_V1, MessageSchema
-from stockpipe.localservices.process import free_port
 from stockpipe.settings import KafkaSettings
 from stockpipe.stream.publisher import Publisher, _encode_all, _symbol_keys
 from stockpipe.stream.validation import BatchValidator
+from stockpipe_dev.bench.stream import quote_messages
+from stockpipe_dev.localservices.process import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -201,6 +201,13 @@ def test_no_quote_batch_is_proved_clean_when_check_refuses_one(batch: list[dict[
 def test_no_trade_batch_is_proved_clean_when_check_refuses_one(batch: list[dict[str, Any]]) -> None:
     proved, reasons = verdicts(TRADE_V1, batch)
     assert not (proved and reasons), reasons
+
+
+@pytest.mark.parametrize("value", [2**53 + 1, 2**63 - 1, 10**9 + 1])
+def test_an_integer_past_a_float_s_precision_is_refused_by_its_field_not_an_error(value: int) -> None:
+    # As a float the limit comparison raised ArrowInvalid for the whole batch (the consumer's check too).
+    assert verdicts(TRADE_V1, [{**GOOD_TRADE, "seq": value}, GOOD_TRADE]) == (False, ["out_of_range:seq"])
+    assert verdicts(QUOTE_V1, [{**GOOD_QUOTE, "price": value}]) == (False, ["out_of_range:price"])
 
 
 def test_the_publisher_rejects_what_cannot_be_encoded_by_name_and_keeps_the_rest_in_check() -> None:

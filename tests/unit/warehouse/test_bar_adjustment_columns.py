@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from stockpipe.bench import lakegen
 from stockpipe.contracts.bars import ADJUSTMENT_COLUMNS
 from stockpipe.lake.store import Lake
 from stockpipe.marketdata.synthetic import SyntheticMarket
@@ -13,6 +12,7 @@ from stockpipe.settings import LakeSettings
 from stockpipe.warehouse import ddl
 from stockpipe.warehouse.duckdb_target import DuckDBTarget
 from stockpipe.warehouse.loader import BronzeLoader
+from stockpipe_dev.bench import lakegen
 
 # Seed 11's NSR: a 10:1 split goes ex on 2024-10-14, a dividend on 2024-11-11.
 DAYS = [date(2024, 10, 11), date(2024, 10, 14), date(2024, 11, 11)]

@@ -18,7 +18,6 @@ import pytest
 
 from stockpipe.batch import jobs
 from stockpipe.batch.settings import HistorySettings
-from stockpipe.bench import lakegen
 from stockpipe.contracts.bars import daily_bars_table
 from stockpipe.contracts.messages import QUOTE_V1
 from stockpipe.lake.layout import StreamObject, daily_bar_key
@@ -33,6 +32,7 @@ from stockpipe.warehouse.datasets import Dataset
 from stockpipe.warehouse.duckdb_target import DuckDBTarget, ParquetScanReader
 from stockpipe.warehouse.listing import LakeObject
 from stockpipe.warehouse.loader import BronzeLoader, LoadError
+from stockpipe_dev.bench import lakegen
 
 SESSION = date(2025, 1, 3)
 SYMBOLS = ["AAPL", "MSFT", "BRK.B"]

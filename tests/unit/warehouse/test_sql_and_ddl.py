@@ -104,7 +104,7 @@ def test_batches_cut_by_count_and_bytes_in_key_order() -> None:
 def test_external_stage_copies_name_the_lake_objects_and_never_purge() -> None:
     """Production COPY: FILES relative to the dataset's prefix on the lake stage, FORCE (the ledger decides)."""
     settings = SnowflakeSettings(stage_mode="external")
-    target = SnowflakeTarget(conn=None, lake=Lake(LakeSettings(url="s3://lake/prod")), settings=settings)
+    target = SnowflakeTarget(session=None, lake=Lake(LakeSettings(url="s3://lake/prod")), settings=settings)
     keys = [
         "raw/quotes/dt=2025-01-03/quotes+0+00000000000000000000+00000000000000000009.parquet",
         "raw/quotes/dt=2025-01-03/quotes+1+00000000000000000000+00000000000000000004.parquet",

@@ -1,0 +1,1 @@
+"""The dashboard stage: the Streamlit app over the warehouse (DuckDB snapshot or Snowflake)."""

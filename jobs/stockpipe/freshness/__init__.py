@@ -1,1 +1,0 @@
-"""The fresh intraday path: lake-object notifications, the warehouse writer lock, gold freshness state."""

@@ -1,0 +1,41 @@
+"""The host tools the dev tooling builds with: a tool that must be on PATH, and Go programs built once
+into the cache with `go install`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from stockpipe.paths import bin_dir, cache_dir
+from stockpipe_dev.localservices.process import ServiceError
+
+
+def require(tool: str, hint: str) -> str:
+    path = shutil.which(tool)
+    if not path:
+        raise ServiceError(f"`{tool}` is not installed: {hint}")
+    return path
+
+
+def go_install(module: str, version: str, binary: str) -> Path:
+    """Build a Go program once into the cache (`go install module@version`)."""
+    target = bin_dir() / version / binary
+    if target.exists():
+        return target
+    go = require("go", "install Go 1.24+ (https://go.dev/doc/install or Debian's golang)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "GOBIN": str(target.parent),
+        "GOFLAGS": "-buildvcs=false",
+        "GOMODCACHE": os.environ.get("GOMODCACHE", str(cache_dir() / "gomod")),
+        "CGO_ENABLED": "0",
+    }
+    result = subprocess.run(
+        [go, "install", f"{module}@{version}"], env=env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0 or not target.exists():
+        raise ServiceError(f"go install {module}@{version} failed:\n{result.stderr[-3000:]}")
+    return target
