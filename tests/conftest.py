@@ -18,7 +18,7 @@ from stockpipe_dev.localservices.process import free_port
 from stockpipe_dev.localservices.slack_standin import SlackWebhookStandin
 
 # pytester: the suite tests its own rules (tests/unit/core/test_required_suites.py).
-pytest_plugins = ["pytester", "tests.required_suites"]
+pytest_plugins = ["pytester", "tests.required_suites", "tests.e2e_report"]
 
 FREE_TOKEN = "free-test-token-0001"
 PREMIUM_TOKEN = "premium-test-token-0001"

@@ -35,6 +35,9 @@ from stockpipe_dev.localservices.kube.deploy import (
 from stockpipe_dev.localservices.kube.node import NODE_NAME, missing_for_node
 from stockpipe_dev.localservices.kube.tools import CommandError
 
+# A real node, the images imported into it, minutes a module: `make e2e`, not `make test`.
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "stockpipe-node"
 COMPONENTS = ("producer", "consumer", "operator", "dashboard")

@@ -19,6 +19,9 @@ from stockpipe_dev.localservices.kube.controlplane import ControlPlane
 from stockpipe_dev.localservices.kube.node import BRIDGE, PAUSE_IMAGE, POD_CIDR, leftovers, missing_for_node
 from stockpipe_dev.localservices.kube.tools import RESTRICTED_LABELS, Kubectl
 
+# A real node, the images imported into it, minutes a module: `make e2e`, not `make test`.
+pytestmark = pytest.mark.e2e
+
 
 def _netns() -> set[str]:
     return set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -56,8 +57,10 @@ def services_env() -> None:
 
 
 @services_app.command("prefetch")
-def services_prefetch() -> None:
+def services_prefetch(
+    with_node: Annotated[bool, typer.Option("--with-node", help="also the node's binaries (make e2e)")] = False,
+) -> None:
     """Download and build the services and tools into the cache (Kafka jars, MinIO, helm, kubeconform)."""
     from stockpipe_dev.localservices import manager
 
-    manager.prefetch(echo=console.print)
+    manager.prefetch(echo=console.print, with_node=with_node)

@@ -203,8 +203,9 @@ def env_exports() -> dict[str, str]:
     return env
 
 
-def prefetch(echo: Callable[[str], None] = print) -> None:
-    """Download and build every local service and tool once (the cold part of `make setup`)."""
+def prefetch(echo: Callable[[str], None] = print, *, with_node: bool = False) -> None:
+    """Download and build every local service and tool once (the cold part of `make setup`); the node's
+    binaries (kubelet, kube-proxy, scheduler, pause) only `with_node`: only `make e2e` runs a node."""
     echo(f"kafka jars: {ensure_kafka_jars()}")
     echo(f"minio: {ensure_minio()}")
     echo(f"helm: {go_install(HELM_MODULE, HELM_VERSION, 'helm')}")
@@ -216,5 +217,5 @@ def prefetch(echo: Callable[[str], None] = print) -> None:
     # The local Kubernetes cluster's binaries, built from source (~15 min of 2 cores the first time).
     from stockpipe_dev.localservices.kube.build import CONTROL_PLANE, NODE, binaries_dir, ensure_binaries
 
-    ensure_binaries((*CONTROL_PLANE, *NODE), echo=echo)
+    ensure_binaries((*CONTROL_PLANE, *NODE) if with_node else CONTROL_PLANE, echo=echo)
     echo(f"kubernetes: {binaries_dir()}")
