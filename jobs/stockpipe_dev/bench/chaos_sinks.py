@@ -47,6 +47,7 @@ console = Console(stderr=True)
 # The chart's liveness settings for the consumer: its stall limit (the setting's default, which the chart
 # keeps) and the probe of `stockpipe.httpProbes` in charts/stockpipe/templates/_helpers.tpl.
 CHART_STALL_S = float(ConsumerSettings.model_fields["stall_seconds"].default)
+CHART_ALERT_AFTER_RETRIES = int(ConsumerSettings.model_fields["alert_after_retries"].default)
 CHART_PROBE_PERIOD_S = 20.0
 CHART_PROBE_FAILURES = 3
 
@@ -204,12 +205,15 @@ def lake_outage_no_restart(
     outage_s: float,
     stall_s: float = CHART_STALL_S,
     probe_period_s: float = CHART_PROBE_PERIOD_S,
+    alert_after_retries: int = CHART_ALERT_AFTER_RETRIES,
 ) -> Scenario:
     """The object store away for outage_s (shorter than the retry budget); /healthz polled throughout.
 
     By default under the chart's settings: the consumer's stall limit, its liveness probe's period and
     failure threshold. A test scales the stall limit down with a shorter outage: one several stall limits
-    long would have failed health before liveness knew of outages.
+    long would have failed health before liveness knew of outages. It scales the failed writes that open an
+    incident down too: a write to an unreachable store fails only after the S3 client's own connect retries
+    (about 13 s here), so a 30 s outage sees two or three of them, not surely the chart's three.
     """
     kafka = isolated_topics(broker.bootstrap, f"lakeout{rng.randrange(10**6)}")
     port = free_port()
@@ -227,6 +231,7 @@ def lake_outage_no_restart(
                 STOCKPIPE_MAX_RECORDS_PER_FILE=str(max(100, records // 40)),
                 STOCKPIPE_METRICS_PORT=str(port),
                 STOCKPIPE_STALL_SECONDS=str(stall_s),
+                STOCKPIPE_ALERT_AFTER_RETRIES=str(alert_after_retries),
                 STOCKPIPE_LAKE_RETRY_SECONDS=str(max(600.0, outage_s * 2)),
                 STOCKPIPE_INCIDENT_STATE_FILE=str(work / "lakeout-incidents.json"),
             )

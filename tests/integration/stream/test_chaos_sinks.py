@@ -28,7 +28,10 @@ def test_a_dlq_refusing_dead_letters_loses_none_and_puts_none_in_the_lake(
 
 
 def test_a_lake_outage_within_the_retry_budget_restarts_nothing(kafka_broker: KafkaBroker, tmp_path: Path) -> None:
-    scenario = lake_outage_no_restart(kafka_broker, tmp_path, 4_000, random.Random(8), outage_s=30.0, stall_s=5.0)
+    # Scaled down with the outage: the stall limit, and the failed writes (~13 s each) that open the incident.
+    scenario = lake_outage_no_restart(
+        kafka_broker, tmp_path, 4_000, random.Random(8), outage_s=30.0, stall_s=5.0, alert_after_retries=1
+    )
     _exactly_once(scenario)
     assert " 0 failures, restarts due 0" in scenario.detail, scenario.detail
     assert "Slack incidents 1, recoveries 1, exit code 0" in scenario.detail, scenario.detail
