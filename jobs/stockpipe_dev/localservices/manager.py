@@ -214,7 +214,7 @@ def prefetch(echo: Callable[[str], None] = print, *, with_node: bool = False) ->
     from stockpipe_dev.localservices.toxiproxy import ensure_toxiproxy  # the chaos scenarios' fault proxy
 
     echo(f"toxiproxy: {ensure_toxiproxy()}")
-    # The local Kubernetes cluster's binaries, built from source (~15 min of 2 cores the first time).
+    # The local Kubernetes cluster's binaries, built from source (first time: ~7 min of 2 cores; the node ~1 more).
     from stockpipe_dev.localservices.kube.build import CONTROL_PLANE, NODE, binaries_dir, ensure_binaries
 
     ensure_binaries((*CONTROL_PLANE, *NODE) if with_node else CONTROL_PLANE, echo=echo)
