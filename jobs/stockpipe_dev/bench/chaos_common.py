@@ -48,21 +48,26 @@ class Scenario:
 
 def count_bronze(lake: Lake, produced: int, warehouse: Path) -> tuple[int, int, int]:
     """(rows in bronze, lost, duplicated) after loading the whole lake with the product's BronzeLoader."""
-    import duckdb
-
     from stockpipe.warehouse.duckdb_target import DuckDBTarget
     from stockpipe.warehouse.loader import BronzeLoader
 
     with DuckDBTarget(warehouse, lake) as target:
         BronzeLoader(lake, target, listing="full").run()
+    rows, distinct = bronze_quote_keys(warehouse)
+    return rows, produced - distinct, rows - distinct
+
+
+def bronze_quote_keys(warehouse: Path) -> tuple[int, int]:
+    """(rows, distinct natural keys) of bronze.quotes, read-only."""
+    import duckdb
+
     conn = duckdb.connect(str(warehouse), read_only=True)
     try:
         row = conn.execute("SELECT count(*), count(DISTINCT (symbol, quote_ts)) FROM bronze.quotes").fetchone()
     finally:
         conn.close()
     assert row is not None
-    rows, distinct = int(row[0]), int(row[1])
-    return rows, produced - distinct, rows - distinct
+    return int(row[0]), int(row[1])
 
 
 def counted(name: str, produced: int, lake: Lake, work: Path, detail: str) -> Scenario:
@@ -88,28 +93,37 @@ def count_lake(lake: Lake, produced: int) -> tuple[int, int, int]:
     return table.num_rows, produced - distinct, table.num_rows - distinct
 
 
+def workload_env(kafka: KafkaSettings, lake: LakeSettings) -> dict[str, str]:
+    """The environment a workload process reads its Kafka topics and lake from (its settings' variables)."""
+    env = {
+        **os.environ,
+        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "STOCKPIPE_KAFKA__TOPIC_QUOTES": kafka.topic_quotes,
+        "STOCKPIPE_KAFKA__TOPIC_TRADES": kafka.topic_trades,
+        "STOCKPIPE_KAFKA__TOPIC_DLQ": kafka.topic_dlq,
+        "STOCKPIPE_KAFKA__TOPIC_HEARTBEATS": kafka.topic_heartbeats,
+        "STOCKPIPE_KAFKA__TOPIC_LAKE_OBJECTS": kafka.topic_lake_objects,
+        "STOCKPIPE_LAKE__URL": lake.url,
+    }
+    if lake.s3_endpoint_url:
+        env["STOCKPIPE_LAKE__S3_ENDPOINT_URL"] = lake.s3_endpoint_url
+    if lake.access_key and lake.secret_key:
+        env["STOCKPIPE_LAKE__ACCESS_KEY"] = lake.access_key.get_secret_value()
+        env["STOCKPIPE_LAKE__SECRET_KEY"] = lake.secret_key.get_secret_value()
+    return env
+
+
 class ConsumerProcess:
     """`stockpipe consumer` as its own process, as it runs in a pod."""
 
     def __init__(self, kafka: KafkaSettings, lake: LakeSettings, log: Path) -> None:
         self.env = {
-            **os.environ,
-            "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "STOCKPIPE_KAFKA__TOPIC_QUOTES": kafka.topic_quotes,
-            "STOCKPIPE_KAFKA__TOPIC_TRADES": kafka.topic_trades,
-            "STOCKPIPE_KAFKA__TOPIC_DLQ": kafka.topic_dlq,
-            "STOCKPIPE_KAFKA__TOPIC_HEARTBEATS": kafka.topic_heartbeats,
-            "STOCKPIPE_LAKE__URL": lake.url,
+            **workload_env(kafka, lake),
             "STOCKPIPE_GROUP_ID": f"chaos-{kafka.topic_quotes}",
             "STOCKPIPE_METRICS_PORT": "0",
             "STOCKPIPE_MAX_RECORDS_PER_FILE": "20000",
             "STOCKPIPE_WINDOW_SECONDS": "3600",
         }
-        if lake.s3_endpoint_url:
-            self.env["STOCKPIPE_LAKE__S3_ENDPOINT_URL"] = lake.s3_endpoint_url
-        if lake.access_key and lake.secret_key:
-            self.env["STOCKPIPE_LAKE__ACCESS_KEY"] = lake.access_key.get_secret_value()
-            self.env["STOCKPIPE_LAKE__SECRET_KEY"] = lake.secret_key.get_secret_value()
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 

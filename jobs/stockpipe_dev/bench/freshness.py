@@ -36,6 +36,7 @@ from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.producer import ProducerSettings, QuoteProducer
 from stockpipe.stream.sources import SyntheticQuoteSource
 from stockpipe.stream.topics import isolated_topics
+from stockpipe_dev.bench.chaos_common import workload_env
 from stockpipe_dev.live_segment import SessionClock, latencies
 from stockpipe_dev.localservices.kafka import KafkaBroker
 from stockpipe_dev.localservices.process import free_port
@@ -60,14 +61,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def _env(kafka: KafkaSettings, lake: LakeSettings, warehouse: Path) -> dict[str, str]:
     return {
-        **os.environ,
-        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "STOCKPIPE_KAFKA__TOPIC_QUOTES": kafka.topic_quotes,
-        "STOCKPIPE_KAFKA__TOPIC_TRADES": kafka.topic_trades,
-        "STOCKPIPE_KAFKA__TOPIC_DLQ": kafka.topic_dlq,
-        "STOCKPIPE_KAFKA__TOPIC_HEARTBEATS": kafka.topic_heartbeats,
-        "STOCKPIPE_KAFKA__TOPIC_LAKE_OBJECTS": kafka.topic_lake_objects,
-        "STOCKPIPE_LAKE__URL": lake.url,
+        **workload_env(kafka, lake),
         "STOCKPIPE_WAREHOUSE__DUCKDB_PATH": str(warehouse),
         "STOCKPIPE_LOG_LEVEL": "INFO",
     }

@@ -8,13 +8,13 @@ Each ends with bronze compared to the lake: `lost` (natural keys in the lake but
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.consumer import ConsumerSettings, LakeConsumer
 from stockpipe.stream.producer import ProducerSettings, build_producer
 from stockpipe.stream.topics import isolated_topics
-from stockpipe_dev.bench.chaos_common import Scenario
+from stockpipe_dev.bench.chaos_common import Scenario, bronze_quote_keys, workload_env
 from stockpipe_dev.localservices.kafka import KafkaBroker
 
 SESSION = date(2025, 11, 28)  # an early close: a short session
@@ -63,19 +63,9 @@ def _lake_quotes(lake: Lake) -> int:
     return pa.concat_tables(tables).group_by(QUOTE_KEY).aggregate([]).num_rows if tables else 0
 
 
-def _bronze_quotes(warehouse: Path) -> tuple[int, int]:
-    conn = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        row = conn.execute("SELECT count(*), count(DISTINCT (symbol, quote_ts)) FROM bronze.quotes").fetchone()
-    finally:
-        conn.close()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 def _scenario(name: str, lake: Lake, warehouse: Path, detail: str) -> Scenario:
     in_lake = _lake_quotes(lake)
-    rows, distinct = _bronze_quotes(warehouse)
+    rows, distinct = bronze_quote_keys(warehouse)
     # lost and duplicated are counted in bronze: the lake's quotes against bronze.quotes' natural keys.
     detail = f"{detail}; bronze.quotes holds {rows:,} rows, {distinct:,} distinct keys"
     lost, duplicated = in_lake - distinct, rows - distinct
@@ -87,14 +77,7 @@ def _scenario(name: str, lake: Lake, warehouse: Path, detail: str) -> Scenario:
 
 def _env(kafka: KafkaSettings, lake: LakeSettings, warehouse: Path) -> dict[str, str]:
     return {
-        **os.environ,
-        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "STOCKPIPE_KAFKA__TOPIC_QUOTES": kafka.topic_quotes,
-        "STOCKPIPE_KAFKA__TOPIC_TRADES": kafka.topic_trades,
-        "STOCKPIPE_KAFKA__TOPIC_DLQ": kafka.topic_dlq,
-        "STOCKPIPE_KAFKA__TOPIC_HEARTBEATS": kafka.topic_heartbeats,
-        "STOCKPIPE_KAFKA__TOPIC_LAKE_OBJECTS": kafka.topic_lake_objects,
-        "STOCKPIPE_LAKE__URL": lake.url,
+        **workload_env(kafka, lake),
         "STOCKPIPE_WAREHOUSE__DUCKDB_PATH": str(warehouse),
         "STOCKPIPE_GROUP_ID": f"chaos-loader-{kafka.topic_quotes}",
         "STOCKPIPE_METRICS_PORT": "0",
@@ -128,7 +111,7 @@ def continuous_loader_killed(broker: KafkaBroker, work: Path, rng: random.Random
             while time.monotonic() < deadline:
                 time.sleep(5)
                 try:
-                    if _bronze_quotes(warehouse)[1] >= expected:
+                    if bronze_quote_keys(warehouse)[1] >= expected:
                         break
                 except duckdb.Error:
                     continue  # the loader holds the file right now
@@ -143,72 +126,26 @@ def continuous_loader_killed(broker: KafkaBroker, work: Path, rng: random.Random
     )
 
 
-def compaction_during_writes_and_loads(broker: KafkaBroker, work: Path) -> Scenario:
-    """`lake compact` in a loop while the consumer writes small files and the continuous loader loads them."""
-    from stockpipe.lake.compaction import compact_day
-    from stockpipe.warehouse.continuous import ContinuousLoader, ContinuousLoaderSettings
-    from stockpipe.warehouse.duckdb_target import DuckDBTarget
-    from stockpipe.warehouse.loader import BronzeLoader
-    from stockpipe.warehouse.settings import WarehouseTargetSettings
+@dataclass
+class _CompactionRun:
+    """What compaction beside the running pipeline left: its runs, the two workloads, the after-close load."""
 
-    kafka = isolated_topics(broker.bootstrap, "compaction")
-    lake_settings = LakeSettings(url=f"file://{work / 'lake-compaction'}")
-    warehouse = work / "wh-compaction" / "stockpipe.duckdb"
-    lake = Lake(lake_settings)
-    _replay(kafka)
-    loader = ContinuousLoader(
-        ContinuousLoaderSettings(
-            kafka=kafka,
-            lake=lake_settings,
-            warehouse=WarehouseTargetSettings(duckdb_path=warehouse, batch_max_objects=5),
-            group_id=f"chaos-loader-{kafka.topic_quotes}",
-            metrics_port=0,
-            settle_seconds=0.2,
-            build_dbt=False,
-        )
-    )
-    consumer = _consumer(kafka, lake_settings, session_window_seconds=30, batch_size=200, max_records_per_file=100)
-    threads = [threading.Thread(target=loader.run), threading.Thread(target=consumer.run, kwargs={"max_idle_s": 5})]
-    for t in threads:
-        t.start()
-    rounds = 0
-
-    def compact() -> None:
-        with DuckDBTarget(warehouse, lake) as target:
-            target.ensure_schema()
-            compact_day(lake, SESSION, register=target.record_compaction)
-
-    from stockpipe.warehouse.writerlock import file_writer_lock, lock_path
-
-    try:
-        while threads[1].is_alive():
-            with file_writer_lock(lock_path(warehouse)):
-                compact()
-            rounds += 1
-            time.sleep(0.5)
-        with file_writer_lock(lock_path(warehouse)):
-            compact()
-        deadline = time.monotonic() + 300
-        while loader.pending and time.monotonic() < deadline:
-            time.sleep(0.5)
-    finally:
-        loader.stop.set()
-        threads[0].join(120)
-    with file_writer_lock(lock_path(warehouse)), DuckDBTarget(warehouse, lake) as target:
-        settled = BronzeLoader(lake, target).run().loaded_objects  # Airflow's after-close load
-    objects = sum(1 for _ in lake.walk("raw/quotes"))
-    return _scenario(
-        "compaction during consumer writes and continuous loads",
-        lake,
-        warehouse,
-        f"{rounds} compactions while {consumer.stats.files} small objects were written; {objects} quote objects "
-        f"left; the after-close load read {settled} objects",
-    )
+    lake: Lake
+    warehouse: Path
+    runs: list[float]
+    rewritten: int
+    files_written: int
+    loader_cycles: list[float]
+    lock_waits: list[float]
+    cycles_failed: int
+    settled: int
 
 
-def compaction_while_loading(broker: KafkaBroker, work: Path) -> Scenario:
-    """`lake compact` as the job runs it (the writer lock per group's ledger swap only) while the consumer
-    writes small files and the continuous loader loads them; the loader's cycle times are measured."""
+def _compaction_beside_the_pipeline(
+    broker: KafkaBroker, work: Path, name: str, *, records_per_file: int, batch_max_objects: int, pause_s: float
+) -> _CompactionRun:
+    """`lake compact` as the job runs it (the writer lock per group's ledger swap only), again and again while
+    the consumer writes small files and the continuous loader loads them; then Airflow's after-close load."""
     from stockpipe.lake.compaction import compact_day
     from stockpipe.warehouse.continuous import ContinuousLoader, ContinuousLoaderSettings
     from stockpipe.warehouse.duckdb_target import DuckDBTarget
@@ -217,20 +154,21 @@ def compaction_while_loading(broker: KafkaBroker, work: Path) -> Scenario:
     from stockpipe.warehouse.targets import compaction_register
     from stockpipe.warehouse.writerlock import file_writer_lock, lock_path
 
-    kafka = isolated_topics(broker.bootstrap, "compactload")
-    lake_settings = LakeSettings(url=f"file://{work / 'lake-compactload'}")
-    warehouse = work / "wh-compactload" / "stockpipe.duckdb"
+    kafka = isolated_topics(broker.bootstrap, name)
+    lake_settings = LakeSettings(url=f"file://{work / f'lake-{name}'}")
+    warehouse = work / f"wh-{name}" / "stockpipe.duckdb"
     lake = Lake(lake_settings)
     _replay(kafka)
-    target = WarehouseTargetSettings(duckdb_path=warehouse, batch_max_objects=20)
+    target = WarehouseTargetSettings(duckdb_path=warehouse, batch_max_objects=batch_max_objects)
     loader = ContinuousLoader(
         ContinuousLoaderSettings(
             kafka=kafka, lake=lake_settings, warehouse=target, group_id=f"chaos-loader-{kafka.topic_quotes}",
             metrics_port=0, settle_seconds=0.2, build_dbt=False,
         )
     )  # fmt: skip
-    # Many small files: a long rewrite of the day, the case where a whole-run lock stalled the loader.
-    consumer = _consumer(kafka, lake_settings, session_window_seconds=30, batch_size=200, max_records_per_file=20)
+    consumer = _consumer(
+        kafka, lake_settings, session_window_seconds=30, batch_size=200, max_records_per_file=records_per_file
+    )
     threads = [threading.Thread(target=loader.run), threading.Thread(target=consumer.run, kwargs={"max_idle_s": 5})]
     for t in threads:
         t.start()
@@ -247,7 +185,7 @@ def compaction_while_loading(broker: KafkaBroker, work: Path) -> Scenario:
     try:
         while threads[1].is_alive():
             compact()
-            time.sleep(0.2)
+            time.sleep(pause_s)
         compact()
         deadline = time.monotonic() + 300
         while loader.pending and time.monotonic() < deadline:
@@ -257,18 +195,45 @@ def compaction_while_loading(broker: KafkaBroker, work: Path) -> Scenario:
         threads[0].join(120)
     with file_writer_lock(lock_path(warehouse)), DuckDBTarget(warehouse, lake) as wh:
         settled = BronzeLoader(lake, wh).run().loaded_objects  # Airflow's after-close load
-    cycles = sorted(loader.cycle_seconds)
-    longest_run = max(runs, default=0.0)
+    return _CompactionRun(
+        lake, warehouse, runs, rewritten, consumer.stats.files, sorted(loader.cycle_seconds), list(loader.lock_waits),
+        loader.cycles_failed, settled,
+    )  # fmt: skip
+
+
+def compaction_during_writes_and_loads(broker: KafkaBroker, work: Path) -> Scenario:
+    """Compaction again and again while the consumer writes small files and the continuous loader loads them."""
+    run = _compaction_beside_the_pipeline(
+        broker, work, "compaction", records_per_file=100, batch_max_objects=5, pause_s=0.5
+    )
+    objects = sum(1 for _ in run.lake.walk("raw/quotes"))
+    return _scenario(
+        "compaction during consumer writes and continuous loads",
+        run.lake,
+        run.warehouse,
+        f"{len(run.runs)} compactions while {run.files_written} small objects were written; {objects} quote"
+        f" objects left; the after-close load read {run.settled} objects",
+    )
+
+
+def compaction_while_loading(broker: KafkaBroker, work: Path) -> Scenario:
+    """The same with many more, smaller files (a long rewrite of the day, the case where a whole-run lock
+    stalled the loader), the loader's cycle times and its waits for the writer lock measured."""
+    run = _compaction_beside_the_pipeline(
+        broker, work, "compactload", records_per_file=20, batch_max_objects=20, pause_s=0.2
+    )
+    cycles = run.loader_cycles
+    longest_run = max(run.runs, default=0.0)
     longest_cycle = cycles[-1] if cycles else 0.0
     p95 = cycles[int(0.95 * (len(cycles) - 1))] if cycles else 0.0
-    longest_wait = max(loader.lock_waits, default=0.0)
+    longest_wait = max(run.lock_waits, default=0.0)
     return _scenario(
         "compaction while loading",
-        lake,
-        warehouse,
-        f"{len(runs)} compactions ({rewritten:,} rows rewritten, longest run {longest_run:.2f} s) while "
-        f"{consumer.stats.files} small objects were written; {len(cycles)} loader cycles, p95 {p95:.2f} s, "
+        run.lake,
+        run.warehouse,
+        f"{len(run.runs)} compactions ({run.rewritten:,} rows rewritten, longest run {longest_run:.2f} s) while "
+        f"{run.files_written} small objects were written; {len(cycles)} loader cycles, p95 {p95:.2f} s, "
         f"longest {longest_cycle:.2f} s; longest wait for the writer lock {longest_wait:.3f} s "
         f"({'shorter' if longest_wait < longest_run else 'NOT shorter'} than the longest compaction run); "
-        f"{loader.cycles_failed} failed cycles; the after-close load read {settled} objects",
+        f"{run.cycles_failed} failed cycles; the after-close load read {run.settled} objects",
     )

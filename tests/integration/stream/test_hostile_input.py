@@ -7,7 +7,6 @@ than taking the test runner down with it.
 from __future__ import annotations
 
 import base64
-import os
 import signal
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from stockpipe.lake.store import Lake
 from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.publisher import Publisher
 from stockpipe.stream.topics import isolated_topics
+from stockpipe_dev.bench.chaos_common import workload_env
 from stockpipe_dev.localservices.kafka import KafkaBroker
 from tests.integration.stream.support import GOOD_QUOTE, wait_for
 
@@ -55,13 +55,7 @@ def quote(minute: int) -> bytes:
 
 def consumer_env(kafka: KafkaSettings, lake: LakeSettings, group: str, **extra: str) -> dict[str, str]:
     return {
-        **os.environ,
-        "STOCKPIPE_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "STOCKPIPE_KAFKA__TOPIC_QUOTES": kafka.topic_quotes,
-        "STOCKPIPE_KAFKA__TOPIC_TRADES": kafka.topic_trades,
-        "STOCKPIPE_KAFKA__TOPIC_DLQ": kafka.topic_dlq,
-        "STOCKPIPE_KAFKA__TOPIC_HEARTBEATS": kafka.topic_heartbeats,
-        "STOCKPIPE_LAKE__URL": lake.url,
+        **workload_env(kafka, lake),
         "STOCKPIPE_GROUP_ID": group,
         "STOCKPIPE_METRICS_PORT": "0",
         "STOCKPIPE_WINDOW_SECONDS": "60",
