@@ -1,4 +1,4 @@
-"""What the stream tests share: one valid quote and waiting for a condition."""
+"""What the stream tests share: one valid quote, waiting for a condition, a chaos scenario's exactly-once."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
+
+from stockpipe_dev.bench.chaos_common import Scenario
 
 # A quote.v1 that passes the contract; tests override its times and fields with {**GOOD_QUOTE, ...}.
 GOOD_QUOTE: dict[str, Any] = {
@@ -34,3 +36,14 @@ def wait_for(
             return condition()
         time.sleep(poll_s)
     return condition()
+
+
+def exactly_once(scenario: Scenario) -> None:
+    """A chaos scenario's verdict: records produced, none lost or doubled in the lake or in bronze, no failed check.
+
+    Outside a test module pytest does not rewrite asserts: each one carries the scenario for its message."""
+    assert scenario.produced > 0, scenario
+    assert (scenario.lost, scenario.duplicated) == (0, 0), scenario
+    assert (scenario.bronze_lost, scenario.bronze_duplicated) == (0, 0), scenario
+    assert scenario.bronze_rows == scenario.produced, scenario
+    assert not scenario.detail.startswith("FAILED"), scenario.detail

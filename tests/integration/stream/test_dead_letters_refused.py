@@ -23,6 +23,7 @@ from stockpipe.settings import KafkaSettings, LakeSettings
 from stockpipe.stream.consumer import ConsumerSettings, LakeConsumer
 from stockpipe.stream.publisher import Publisher
 from stockpipe.stream.topics import DLQ_MAX_MESSAGE_BYTES, isolated_topics
+from stockpipe_dev.bench.chaos_sinks import dlq_sources
 from stockpipe_dev.localservices.kafka import KafkaBroker
 from stockpipe_dev.localservices.slack_standin import SlackWebhookStandin
 from tests.integration.stream.support import GOOD_QUOTE, wait_for
@@ -37,27 +38,6 @@ def set_dlq_limit(kafka: KafkaSettings, max_bytes: int) -> None:
     resource = ConfigResource(ResourceType.TOPIC, kafka.topic_dlq, set_config={"max.message.bytes": str(max_bytes)})
     for future in admin.alter_configs([resource]).values():
         future.result(timeout=20)
-
-
-def dlq_sources(kafka: KafkaSettings) -> set[int]:
-    """The source offsets of the dead letters in the DLQ topic (read from its start)."""
-    reader = Consumer(
-        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": "dlq-reader", "enable.auto.commit": False}
-    )
-    reader.assign([TopicPartition(kafka.topic_dlq, 0, 0)])
-    end = reader.get_watermark_offsets(TopicPartition(kafka.topic_dlq, 0), timeout=10)[1]
-    found: set[int] = set()
-    position = 0
-    while position < end:
-        msg = reader.poll(5)
-        if msg is None or msg.error():
-            continue
-        position = (msg.offset() or 0) + 1
-        value = orjson.loads(msg.value() or b"{}")
-        if value.get("schema") == "dlq.v1":
-            found.add(int(value["source_offset"]))
-    reader.close()
-    return found
 
 
 def committed(kafka: KafkaSettings, group: str) -> int:
@@ -129,5 +109,6 @@ def test_a_refused_dead_letter_holds_its_partition_and_is_sent_again_when_the_to
     quotes, _ = lake_reader(lake, "quotes")
     stamps = quotes["quote_ts"].cast(pa.string()).to_pylist()
     assert len(stamps) == len(set(stamps)) == good  # lost 0, duplicated 0
-    assert dlq_sources(kafka) == set(bad_offsets)  # every bad message is in the DLQ, none in the lake
+    # Every bad message is in the DLQ, none in the lake.
+    assert {offset for _, offset in dlq_sources(kafka)} == set(bad_offsets)
     assert not consumer._letters
