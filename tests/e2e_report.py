@@ -2,6 +2,11 @@
 
 The in-cluster acceptance tests run outside `make test` (they need a node, the images and minutes each); this
 file is what a reviewer reads of their last run: when, on which commit, what passed, how long each took.
+
+A test that proves one of the issues' named checks carries `@pytest.mark.e2e_check("name")`: the record's
+`checks` map that name to {passed, seconds, detail}, where detail is what the test recorded with
+`record_property("detail", ...)`. Measurements a test records as `record_property("cluster.<key>", value)`
+are merged into cluster.json beside the report (the numbers `stockpipe bench cluster` also writes there).
 """
 
 from __future__ import annotations
@@ -33,8 +38,23 @@ class E2eReport:
         self.started = time.monotonic()
         self.started_at = datetime.now(UTC)
         self.tests: dict[str, dict[str, Any]] = {}
+        self.check_names: dict[str, list[str]] = {}
+        self.details: dict[str, list[str]] = {}
+        self.metrics: dict[str, Any] = {}
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            names = [str(mark.args[0]) for mark in item.iter_markers("e2e_check")]
+            if names:
+                self.check_names[item.nodeid] = names
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # The item's properties ride on each phase's report; teardown's holds all of them.
+        for key, value in report.user_properties if report.when == "teardown" else ():
+            if key == "detail":
+                self.details.setdefault(report.nodeid, []).append(str(value))
+            elif key.startswith("cluster."):
+                self.metrics[key.removeprefix("cluster.")] = value
         entry = self.tests.setdefault(report.nodeid, {"outcome": "passed", "duration_s": 0.0})
         entry["duration_s"] = round(entry["duration_s"] + report.duration, 2)
         # A failure in setup, call or teardown fails the test; a skip is recorded with its reason.
@@ -54,12 +74,27 @@ class E2eReport:
             **{kind: outcomes.count(kind) for kind in ("passed", "failed", "error", "skipped")},
             # Keyed by test name (the module's name before it): what the issues' done-means cite.
             "tests": {nodeid.split("/")[-1].replace(".py::", "::"): entry for nodeid, entry in self.tests.items()},
+            "checks": {
+                name: {
+                    "passed": self.tests.get(nodeid, {}).get("outcome") == "passed",
+                    "seconds": self.tests.get(nodeid, {}).get("duration_s", 0.0),
+                    "detail": "; ".join(self.details.get(nodeid, []))
+                    or self.tests.get(nodeid, {}).get("outcome", "not run"),
+                }
+                for nodeid, names in self.check_names.items()
+                for name in names
+            },
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(record, indent=2) + "\n")
+        if self.metrics:
+            cluster = self.path.parent / "cluster.json"
+            known = json.loads(cluster.read_text()) if cluster.exists() else {}
+            cluster.write_text(json.dumps({**known, **self.metrics}, indent=2) + "\n")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e_check(name): the test proves the named check of .bench/e2e.json")
     path = config.getoption(OPTION)
     if path and not hasattr(config, "workerinput"):  # the controller records; xdist workers report to it
         config.pluginmanager.register(E2eReport(Path(path), config.rootpath), "e2e_report")

@@ -21,8 +21,7 @@ import jsonschema
 import yaml
 
 from stockpipe.paths import cache_dir
-from stockpipe_dev.localservices.toolchain import go_install
-from stockpipe_dev.localservices.versions import HELM_MODULE, HELM_VERSION
+from stockpipe_dev.localservices.toolchain import helm_path
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "stockpipe"
@@ -49,7 +48,7 @@ CRD_SOURCES = {
 
 def helm_binary() -> Path:
     """helm, built once with `go install` into the cache (what `make setup` does)."""
-    return go_install(HELM_MODULE, HELM_VERSION, "helm")
+    return helm_path()
 
 
 def offline_chart(dest: Path) -> Path:

@@ -1,8 +1,9 @@
 """kind-config.yaml through kind's own loader; skaffold.yaml against its schema and the chart's values.
 
-skaffold itself cannot be built here (the Go proxy refuses github.com/GoogleContainerTools/skaffold/v2),
-so `skaffold render` is stood in for by what it does with this file: fill setValueTemplates from the
-artifacts' IMAGE_REPO_/IMAGE_TAG_ variables and `helm template` the chart with them.
+skaffold itself (built from its vendored source, minutes) runs in `make e2e` (tests/cluster/test_skaffold.py).
+Here, in seconds, each profile is applied to the file as skaffold applies it (its fields over the
+config, then its JSON patches), and what `skaffold render` does with the result is done by hand: fill
+setValueTemplates from the artifacts' IMAGE_REPO_/IMAGE_TAG_ variables and `helm template` the chart.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonpatch
 import jsonschema
 import pytest
 import yaml
 
 from stockpipe.paths import cache_dir
 from stockpipe_dev.localservices.kube.tools import chart_without_dependencies
-from stockpipe_dev.localservices.toolchain import go_install
-from stockpipe_dev.localservices.versions import HELM_MODULE, HELM_VERSION
+from stockpipe_dev.localservices.toolchain import helm_path
 
 REPO = Path(__file__).resolve().parents[2]
 KIND_VERSION = "v0.30.0"
@@ -75,8 +76,13 @@ def test_kinds_loader_refuses_a_broken_config(kindcheck: Path, tmp_path: Path) -
     assert "wroker" in result.stderr
 
 
-def skaffold() -> dict[str, Any]:
+def skaffold(*profiles: str) -> dict[str, Any]:
+    """skaffold.yaml with `profiles` applied in the file's order, as skaffold applies them."""
     data: dict[str, Any] = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+    for profile in data.get("profiles", []):
+        if profile["name"] in profiles:
+            data = {**data, **{k: v for k, v in profile.items() if k in ("build", "deploy", "portForward")}}
+            data = jsonpatch.apply_patch(data, profile.get("patches", []))
     return data
 
 
@@ -113,24 +119,34 @@ def render_value_templates(templates: dict[str, str], tags: dict[str, str]) -> d
     return {key: fill(value) for key, value in templates.items()}
 
 
-@pytest.mark.parametrize("profile", [None, "kind"])
+# Each profile's artifacts: the local node's value set runs no Airflow and no bronze loader.
+PROFILE_ARTIFACTS = {
+    None: set(CHART_IMAGES),
+    "kind": set(CHART_IMAGES),
+    "local-node": {"stockpipe", "stockpipe-dashboard"},
+}
+
+
+@pytest.mark.parametrize("profile", [None, "kind", "local-node"])
 def test_skaffold_deploy_renders_the_chart_with_each_artifacts_image(profile: str | None, tmp_path: Path) -> None:
-    config = skaffold()
+    config = skaffold(*([profile] if profile else []), "dev-sync")
     artifacts = [a["image"] for a in config["build"]["artifacts"]]
-    assert sorted(artifacts) == sorted(CHART_IMAGES)
+    assert set(artifacts) == PROFILE_ARTIFACTS[profile]
     for artifact in config["build"]["artifacts"]:
         assert artifact["docker"]["dockerfile"] == "images/Dockerfile"
         assert any(rule["src"].endswith(".py") for rule in artifact["sync"]["manual"])
-    deploy = config["deploy"]
-    if profile:
-        deploy = next(p for p in config["profiles"] if p["name"] == profile)["deploy"]
-    (release,) = deploy["helm"]["releases"]
+    (release,) = config["deploy"]["helm"]["releases"]
     assert release["chartPath"] == "charts/stockpipe"
+    assert release["skipBuildDependencies"] is True  # `helm dependency build` once, not on every run
+    assert release["setValues"] == {"development.syncCode": "true"}  # what `skaffold dev` syncs into
     tags = {image: f"t-{i}" for i, image in enumerate(artifacts)}
     values = render_value_templates(release["setValueTemplates"], tags)
     for image, key in CHART_IMAGES.items():
-        assert values[f"{key}.repository"] == image
-        assert values[f"{key}.tag"] == tags[image]
+        if image in tags:
+            assert values[f"{key}.repository"] == image
+            assert values[f"{key}.tag"] == tags[image]
+        else:
+            assert f"{key}.repository" not in values
     # The chart's own schema checks each value; Airflow (a subchart not fetchable here) is off.
     chart = chart_without_dependencies(REPO / "charts" / "stockpipe", tmp_path)
     offline = {
@@ -143,7 +159,7 @@ def test_skaffold_deploy_renders_the_chart_with_each_artifacts_image(profile: st
         "lake.endpoint": "http://s3.example.internal:9000",
     }
     sets = {**{k: str(v) for k, v in release.get("setValues", {}).items()}, **values, **offline}
-    helm = str(go_install(HELM_MODULE, HELM_VERSION, "helm"))
+    helm = str(helm_path())
     argv = [helm, "template", "stockpipe", str(chart), "--kube-version", "1.34.0"]
     for values_file in release.get("valuesFiles", []):
         argv += ["-f", str(REPO / values_file)]
@@ -154,4 +170,8 @@ def test_skaffold_deploy_renders_the_chart_with_each_artifacts_image(profile: st
     images = set(re.findall(r"^\s*image: \"?([^\"\s]+)\"?$", result.stdout, flags=re.MULTILINE))
     assert f"stockpipe:{tags['stockpipe']}" in images
     assert f"stockpipe-dashboard:{tags['stockpipe-dashboard']}" in images
-    assert f"stockpipe-jobs:{tags['stockpipe-jobs']}" in result.stdout  # the job pods' image, in a ConfigMap
+    if "stockpipe-jobs" in tags:
+        assert f"stockpipe-jobs:{tags['stockpipe-jobs']}" in result.stdout  # the job pods' image, in a ConfigMap
+    # skaffold dev's development mode: writable code seeded by an init container, watchfiles around the workload.
+    assert "seed-code" in result.stdout
+    assert "watchfiles" in result.stdout

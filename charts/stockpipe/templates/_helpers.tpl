@@ -593,3 +593,69 @@ ssl.truststore.location=/etc/kafdrop-ca/ca.crt
 {{- define "stockpipe.lakeSelectorLabels" -}}
 v1.min.io/tenant: {{ .Values.lake.tenant.name }}
 {{- end }}
+
+{{/*
+Development mode (development.syncCode, set only by skaffold's dev profiles): the application code,
+/app/jobs, becomes an emptyDir seeded from the image by an init container, so skaffold's file sync can
+write into it while the root filesystem stays read-only, and the workload runs under watchfiles, which
+restarts it (SIGINT, the same clean stop as SIGTERM) when a synced module changes. Production pods
+render none of this.
+*/}}
+{{- define "stockpipe.devCodeEnabled" -}}
+{{- if .Values.development.syncCode }}true{{ end }}
+{{- end }}
+
+{{/* The container's start: `args` for the image's `stockpipe` entrypoint, or watchfiles around it. (list $ args) */}}
+{{- define "stockpipe.workloadStart" -}}
+{{- $root := index . 0 }}
+{{- $args := index . 1 -}}
+{{- if include "stockpipe.devCodeEnabled" $root -}}
+command:
+  - watchfiles
+  - --filter
+  - python
+  - --sigint-timeout
+  - {{ $root.Values.development.stopTimeoutSeconds | quote }}
+  - {{ printf "stockpipe %s" (join " " $args) | quote }}
+  - /app/jobs
+{{- else -}}
+args: {{ toJson $args }}
+{{- end }}
+{{- end }}
+
+{{/* The init container that copies the image's code into the writable code volume. (list $ imageKey) */}}
+{{- define "stockpipe.devCodeInit" -}}
+{{- $root := index . 0 }}
+{{- $image := index . 1 -}}
+{{- if include "stockpipe.devCodeEnabled" $root -}}
+initContainers:
+  - name: seed-code
+    image: {{ include "stockpipe.image" (list $root $image) }}
+    imagePullPolicy: {{ (index $root.Values.images $image).pullPolicy }}
+    # The folder's contents only, without their owners and times: /code is the emptyDir's root, owned by root.
+    command: [cp, -R, /app/jobs/., /code/]
+    resources:
+      requests: {cpu: 10m, memory: 32Mi}
+      limits: {memory: 128Mi}
+    securityContext:
+      {{- include "stockpipe.containerSecurityContext" $root | nindent 6 }}
+    volumeMounts:
+      - name: app-code
+        mountPath: /code
+{{- end }}
+{{- end }}
+
+{{- define "stockpipe.devCodeMount" -}}
+{{- if include "stockpipe.devCodeEnabled" . -}}
+- name: app-code
+  mountPath: /app/jobs
+{{- end }}
+{{- end }}
+
+{{- define "stockpipe.devCodeVolume" -}}
+{{- if include "stockpipe.devCodeEnabled" . -}}
+- name: app-code
+  emptyDir:
+    sizeLimit: 256Mi
+{{- end }}
+{{- end }}

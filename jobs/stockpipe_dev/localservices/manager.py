@@ -26,12 +26,10 @@ from stockpipe_dev.localservices.process import (
     terminate,
     wait_until,
 )
-from stockpipe_dev.localservices.toolchain import go_install
+from stockpipe_dev.localservices.toolchain import go_install, helm_path
 from stockpipe_dev.localservices.versions import (
     HELM_DOCS_MODULE,
     HELM_DOCS_VERSION,
-    HELM_MODULE,
-    HELM_VERSION,
     KUBECONFORM_MODULE,
     KUBECONFORM_VERSION,
 )
@@ -205,10 +203,11 @@ def env_exports() -> dict[str, str]:
 
 def prefetch(echo: Callable[[str], None] = print, *, with_node: bool = False) -> None:
     """Download and build every local service and tool once (the cold part of `make setup`); the node's
-    binaries (kubelet, kube-proxy, scheduler, pause) only `with_node`: only `make e2e` runs a node."""
+    binaries (kubelet, kube-proxy, scheduler, pause) and skaffold only `with_node`: only `make e2e` runs a
+    node."""
     echo(f"kafka jars: {ensure_kafka_jars()}")
     echo(f"minio: {ensure_minio()}")
-    echo(f"helm: {go_install(HELM_MODULE, HELM_VERSION, 'helm')}")
+    echo(f"helm: {helm_path()}")
     echo(f"kubeconform: {go_install(KUBECONFORM_MODULE, KUBECONFORM_VERSION, 'kubeconform')}")
     echo(f"helm-docs: {go_install(HELM_DOCS_MODULE, HELM_DOCS_VERSION, 'helm-docs')}")
     from stockpipe_dev.localservices.toxiproxy import ensure_toxiproxy  # the chaos scenarios' fault proxy
@@ -219,3 +218,7 @@ def prefetch(echo: Callable[[str], None] = print, *, with_node: bool = False) ->
 
     ensure_binaries((*CONTROL_PLANE, *NODE) if with_node else CONTROL_PLANE, echo=echo)
     echo(f"kubernetes: {binaries_dir()}")
+    if with_node:  # what `make e2e` drives on the node: skaffold, from its vendored source (~3.5 min once)
+        from stockpipe_dev.localservices.kube.skaffold import ensure_skaffold
+
+        echo(f"skaffold: {ensure_skaffold(echo)}")

@@ -3,6 +3,7 @@ into the cache with `go install`."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -19,9 +20,10 @@ def require(tool: str, hint: str) -> str:
     return path
 
 
-def go_install(module: str, version: str, binary: str) -> Path:
-    """Build a Go program once into the cache (`go install module@version`)."""
-    target = bin_dir() / version / binary
+def go_install(module: str, version: str, binary: str, ldflags: str = "") -> Path:
+    """Build a Go program once into the cache (`go install module@version`, with `ldflags` if given)."""
+    variant = f"{version}-{hashlib.sha256(ldflags.encode()).hexdigest()[:8]}" if ldflags else version
+    target = bin_dir() / variant / binary
     if target.exists():
         return target
     go = require("go", "install Go 1.24+ (https://go.dev/doc/install or Debian's golang)")
@@ -34,8 +36,19 @@ def go_install(module: str, version: str, binary: str) -> Path:
         "CGO_ENABLED": "0",
     }
     result = subprocess.run(
-        [go, "install", f"{module}@{version}"], env=env, capture_output=True, text=True, check=False
+        [go, "install", *(["-ldflags", ldflags] if ldflags else []), f"{module}@{version}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0 or not target.exists():
         raise ServiceError(f"go install {module}@{version} failed:\n{result.stderr[-3000:]}")
     return target
+
+
+def helm_path() -> Path:
+    """helm as its release is built (see versions.HELM_LDFLAGS), once into the cache."""
+    from stockpipe_dev.localservices.versions import HELM_LDFLAGS, HELM_MODULE, HELM_VERSION
+
+    return go_install(HELM_MODULE, HELM_VERSION, "helm", ldflags=HELM_LDFLAGS)

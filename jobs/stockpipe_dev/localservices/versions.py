@@ -6,6 +6,13 @@ MINIO_MODULE = "github.com/minio/minio"
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 HELM_MODULE = "helm.sh/helm/v3/cmd/helm"
 HELM_VERSION = "v3.19.0"
+# What helm's release build stamps in (`go install` leaves it out): its version, and the Kubernetes version
+# `helm template` assumes without a cluster (its client-go's, 1.34; unstamped it is 1.20, which the
+# chart's kubeVersion refuses).
+HELM_LDFLAGS = (
+    f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION} "
+    "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=34"
+)
 KUBECONFORM_MODULE = "github.com/yannh/kubeconform/cmd/kubeconform"
 KUBECONFORM_VERSION = "v0.7.0"
 # The chart's README (charts/stockpipe/README.md) is generated from the values' comments.

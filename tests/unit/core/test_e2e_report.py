@@ -49,6 +49,37 @@ def test_the_report_holds_each_outcome_and_duration(pytester: pytest.Pytester, m
     assert (skipped["outcome"], skipped["reason"]) == ("skipped", "Skipped: no node here")
 
 
+CHECKS = """
+import pytest
+
+@pytest.mark.e2e_check("sync_reaches_pod")
+def test_proves_a_check(record_property):
+    record_property("detail", "median 2.5 s over 5 saves")
+    record_property("cluster.sync_s", 2.5)
+
+@pytest.mark.e2e_check("rebuild_rolls_out")
+def test_fails_its_check():
+    assert False, "no rollout"
+"""
+
+
+def test_named_checks_and_cluster_measurements(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makepyfile(test_e2e=CHECKS)
+    out = pytester.path / ".bench" / "e2e.json"
+    (pytester.path / ".bench").mkdir()
+    (pytester.path / ".bench" / "cluster.json").write_text(json.dumps({"node_up_s": 40.0, "sync_s": 9.0}))
+    result = pytester.runpytest_subprocess("-p", "tests.e2e_report", "-p", "no:cacheprovider", f"--e2e-report={out}")
+    result.assert_outcomes(passed=1, failed=1)
+    checks = json.loads(out.read_text())["checks"]
+    assert checks["sync_reaches_pod"]["passed"] is True
+    assert checks["sync_reaches_pod"]["detail"] == "median 2.5 s over 5 saves"
+    assert checks["sync_reaches_pod"]["seconds"] >= 0
+    assert (checks["rebuild_rolls_out"]["passed"], checks["rebuild_rolls_out"]["detail"]) == (False, "failed")
+    # Measurements join what the cluster bench wrote; the rest of that file stays.
+    assert json.loads((pytester.path / ".bench" / "cluster.json").read_text()) == {"node_up_s": 40.0, "sync_s": 2.5}
+
+
 def test_without_the_option_nothing_is_written(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     pytester.makepyfile(test_e2e="def test_passes():\n    pass\n")

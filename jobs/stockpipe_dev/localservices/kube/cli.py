@@ -33,9 +33,12 @@ def cluster_up(
     info = plane.up(with_node=with_node)
     if with_node:
         from stockpipe_dev.localservices.kube.images import import_built_images
+        from stockpipe_dev.localservices.kube.kindload import ensure_kind_loader
         from stockpipe_dev.localservices.kube.node import Node
 
         import_built_images(Node(plane.layout, echo=console.print), echo=console.print)
+        # skaffold loads its images through `kind load docker-image` (the context is kind-stockpipe-local).
+        typer.echo(f"export PATH={ensure_kind_loader(plane.layout).parent}:$PATH")
     typer.echo(f"export KUBECONFIG={info.kubeconfig}")
 
 
@@ -57,6 +60,27 @@ def cluster_images(
         raise typer.Exit(1)
     with running_engine() as engine:
         import_images(Node(plane.layout), engine, names or [image.name for image in IMAGES], echo=console.print)
+
+
+@cluster_app.command(
+    "skaffold", context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+)
+def cluster_skaffold(ctx: typer.Context, root: RootOption = None) -> None:
+    """skaffold (built once from its vendored source) on this cluster, in the skaffold.yaml of the current
+    folder (else the repository's): `stockpipe cluster skaffold dev --port-forward`. Its profile local-node
+    gets the images' bases and wheelhouse; dev/run/deploy/delete also the node's `kind` loader and the
+    broker and MinIO the chart's local-node values name, all stopped when skaffold exits."""
+    from stockpipe_dev.localservices.imagebuild import repo_root
+    from stockpipe_dev.localservices.kube.controlplane import ControlPlane
+    from stockpipe_dev.localservices.kube.skaffold import DEPLOYING_COMMANDS, run_skaffold, skaffold_session
+
+    args = list(ctx.args)
+    workdir = Path.cwd() if (Path.cwd() / "skaffold.yaml").is_file() else repo_root()
+    plane = ControlPlane(root, echo=console.print)
+    deploys = bool(args) and args[0] in DEPLOYING_COMMANDS
+    with skaffold_session(plane, plane.layout.root / "skaffold", workdir, deploys, echo=console.print) as env:
+        code = run_skaffold(args, env, workdir)
+    raise typer.Exit(code)
 
 
 @cluster_app.command("down")

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 
 from stockpipe_dev.localservices.kube import pki
 from stockpipe_dev.localservices.kube.build import CONTROL_PLANE, ensure_binaries
-from stockpipe_dev.localservices.kube.layout import ClusterInfo, Layout, default_root, write_kubeconfig
+from stockpipe_dev.localservices.kube.layout import ADMIN_CONTEXT, ClusterInfo, Layout, default_root, write_kubeconfig
 from stockpipe_dev.localservices.kube.node import GATEWAY, NODE_COMPONENTS, Node
 from stockpipe_dev.localservices.process import (
     ProcessRecord,
@@ -161,7 +161,9 @@ class ControlPlane:
         ca_file = pki_dir / f"{pki.CA}.crt"
         for component, (user, _group) in _COMPONENT_USERS.items():
             write_kubeconfig(self.layout.component_kubeconfig(component), server, ca_file, user, tokens[component][1])
-        kubeconfig = write_kubeconfig(self.layout.kubeconfig, server, ca_file, ADMIN_USER, tokens[ADMIN_USER][1])
+        kubeconfig = write_kubeconfig(
+            self.layout.kubeconfig, server, ca_file, ADMIN_USER, tokens[ADMIN_USER][1], context=ADMIN_CONTEXT
+        )
         return ClusterInfo(server, str(ca_file), tokens[ADMIN_USER][1], str(kubeconfig), {})
 
     def _start_etcd(self, binary: Path, ports: dict[str, int]) -> None:
@@ -267,7 +269,7 @@ class ControlPlane:
             return
         record = ProcessRecord.load(path)
         if pid_alive(record.pid):
-            terminate(record.pid)
+            terminate(record.pid, grace_s=30)  # a Kafka broker takes its time to close its logs
             self.echo(f"stopped {component} (pid {record.pid})")
         path.unlink()
 
@@ -277,9 +279,15 @@ class ControlPlane:
         With a node: first drain it through the API server (so the kubelet tears each pod's network
         down), then stop the node's processes and remove its mounts, bridge and rules.
         """
-        from stockpipe_dev.localservices.kube.node import Node
+        from stockpipe_dev.localservices.kube.node import NODE_COMPONENTS, Node
 
         info = self.info()
+        # First what sessions on this cluster left running beside it, recorded with its components (the
+        # broker and MinIO of kube/deploy.py's ensure_node_services).
+        if self.layout.records.exists():
+            for record in sorted(self.layout.records.glob("*.json")):
+                if record.stem not in (*CONTROL_PLANE, *NODE_COMPONENTS):
+                    self.stop(record.stem)
         node = Node(self.layout, echo=self.echo)
         if node.dir.exists():
             if info is not None and self.running("kube-apiserver") and self.running("kubelet"):

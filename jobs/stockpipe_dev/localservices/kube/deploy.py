@@ -36,7 +36,7 @@ from stockpipe_dev.localservices.kube.tools import (
     values_args,
 )
 from stockpipe_dev.localservices.minio import MinioServer
-from stockpipe_dev.localservices.process import ServiceError, free_port
+from stockpipe_dev.localservices.process import ServiceError, free_port, port_in_use
 
 NODE_VALUES = Path("charts/stockpipe/ci/local-node-values.yaml")
 # What the workloads of that value set run on: the operator, producer and probe run `stockpipe`.
@@ -103,6 +103,7 @@ def node_values(broker: KafkaBroker, minio: MinioServer) -> dict[str, Any]:
 
 def create_topics(broker: KafkaBroker, values: dict[str, Any]) -> None:
     """The topics the chart's KafkaTopics declare (Strimzi's job in a cluster; the workloads never create them)."""
+    from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
@@ -112,8 +113,9 @@ def create_topics(broker: KafkaBroker, values: dict[str, Any]) -> None:
     for topic, future in admin.create_topics(topics, request_timeout=30).items():
         try:
             future.result(timeout=30)
-        except Exception as exc:
-            raise ServiceError(f"could not create topic {topic}: {exc}") from exc
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a broker kept from an earlier session
+                raise ServiceError(f"could not create topic {topic}: {exc}") from exc
 
 
 def _lake_secret(kubectl: Kubectl, namespace: str, minio: MinioServer, values: dict[str, Any]) -> None:
@@ -146,6 +148,76 @@ def _warehouse_volume(kubectl: Kubectl, path: Path, namespace: str) -> None:
     })  # fmt: skip
 
 
+@dataclass(frozen=True)
+class NodeServices:
+    """What the chart's pods use on the node besides the cluster: the broker and MinIO, and the values."""
+
+    broker: KafkaBroker
+    minio: MinioServer
+    values: dict[str, Any]
+
+
+def _value_file_ports() -> tuple[int, int]:
+    """The broker's and MinIO's ports as ci/local-node-values.yaml names them; ServiceError if either is taken."""
+    values = yaml.safe_load((repo_root() / NODE_VALUES).read_text())
+    kafka = int(values["kafka"]["external"]["bootstrapServers"].rsplit(":", 1)[1])
+    s3 = int(values["lake"]["endpoint"].rsplit(":", 1)[1])
+    for port in (kafka, s3):
+        if port_in_use(port):
+            raise ServiceError(f"port {port} (named in {NODE_VALUES}) is taken: another session running?")
+    return kafka, s3
+
+
+@contextlib.contextmanager
+def node_services(plane: ControlPlane, work: Path, namespace: str) -> Iterator[NodeServices]:
+    """The local broker and MinIO on the bridge's gateway (what the pods reach; so does this machine), the
+    topics the chart's KafkaTopics would create, and in `namespace` (restricted) the lake's Secret and the
+    warehouse's volume: everything `helm install` of ci/local-node-values.yaml needs, at free ports (the
+    values say which). Stopped on exit."""
+    info = plane.info()
+    if info is None:
+        raise ServiceError("the cluster is not up")
+    with contextlib.ExitStack() as stack:
+        broker = KafkaBroker(work / "kafka", free_port(), free_port(), host=GATEWAY)
+        stack.callback(KafkaBroker.stop, broker.start())
+        minio = MinioServer(work / "minio", free_port(), free_port(), host=GATEWAY)
+        stack.callback(MinioServer.stop, minio.start())
+        yield _prepared(Kubectl(Path(info.kubeconfig)), work, namespace, broker, minio)
+
+
+# The records of the broker and MinIO that `ensure_node_services` leaves running (`cluster down` stops them).
+SERVICE_RECORDS = ("node-kafka", "node-minio")
+
+
+def ensure_node_services(plane: ControlPlane, work: Path, namespace: str) -> None:
+    """What node_services provides, at the ports ci/local-node-values.yaml names, left running for what
+    outlives this call (a `skaffold run` leaves its pods behind): recorded among the cluster's processes,
+    so `cluster down` stops them. Already running: nothing to do."""
+    info = plane.info()
+    if info is None:
+        raise ServiceError("the cluster is not up")
+    if all(plane.running(name) for name in SERVICE_RECORDS):
+        return
+    for name in SERVICE_RECORDS:
+        plane.stop(name)
+    kafka_port, s3_port = _value_file_ports()
+    broker = KafkaBroker(work / "kafka", kafka_port, free_port(), host=GATEWAY)
+    broker.start().save(plane.layout.record("node-kafka"))
+    minio = MinioServer(work / "minio", s3_port, free_port(), host=GATEWAY)
+    minio.start().save(plane.layout.record("node-minio"))
+    _prepared(Kubectl(Path(info.kubeconfig)), work, namespace, broker, minio)
+
+
+def _prepared(kubectl: Kubectl, work: Path, namespace: str, broker: KafkaBroker, minio: MinioServer) -> NodeServices:
+    """The topics on the broker; the restricted namespace with the lake's Secret and the warehouse's volume."""
+    values = node_values(broker, minio)
+    create_topics(broker, values)
+    kubectl.namespace(namespace, RESTRICTED_LABELS)
+    _lake_secret(kubectl, namespace, minio, values)
+    _warehouse_volume(kubectl, work / "warehouse", namespace)
+    return NodeServices(broker, minio, values)
+
+
 @contextlib.contextmanager
 def deployed_on_node(
     work: Path,
@@ -157,7 +229,6 @@ def deployed_on_node(
     """The chart installed and Ready on a fresh local node under `work`; all of it stopped on exit."""
     work.mkdir(parents=True, exist_ok=True)
     plane = ControlPlane(work / "cluster", echo=echo)
-    records = []
     started = time.monotonic()
 
     def step(what: str) -> None:
@@ -171,29 +242,19 @@ def deployed_on_node(
             step("cluster with node up")
             import_images(Node(plane.layout, echo=echo), engine, images, echo)
             step("images imported")
-        # The pods reach these on the bridge's gateway; so does this machine.
-        broker = KafkaBroker(work / "kafka", free_port(), free_port(), host=GATEWAY)
-        records.append((KafkaBroker.stop, broker.start()))
-        minio = MinioServer(work / "minio", free_port(), free_port(), host=GATEWAY)
-        records.append((MinioServer.stop, minio.start()))
-        values = node_values(broker, minio)
-        create_topics(broker, values)
-        step("Kafka and MinIO up on the gateway")
-        kubectl = Kubectl(Path(info.kubeconfig))
-        helm = Helm(Path(info.kubeconfig), work / "helm")
-        kubectl.namespace(namespace, RESTRICTED_LABELS)
-        _lake_secret(kubectl, namespace, minio, values)
-        _warehouse_volume(kubectl, work / "warehouse", namespace)
-        chart = chart_without_dependencies(repo_root() / "charts" / "stockpipe", work / "chart")
-        helm.run("install", release, str(chart), "-n", namespace, *values_args(values))
-        deployment = NodeDeployment(plane, info, kubectl, helm, chart, namespace, release, broker, minio, values)
-        deployment.wait_ready()
-        step("every Deployment Ready")
-        yield deployment
+        with node_services(plane, work, namespace) as services:
+            step("Kafka and MinIO up on the gateway")
+            kubectl = Kubectl(Path(info.kubeconfig))
+            helm = Helm(Path(info.kubeconfig), work / "helm")
+            chart = chart_without_dependencies(repo_root() / "charts" / "stockpipe", work / "chart")
+            helm.run("install", release, str(chart), "-n", namespace, *values_args(services.values))
+            deployment = NodeDeployment(plane, info, kubectl, helm, chart, namespace, release, services.broker,
+                                        services.minio, services.values)  # fmt: skip
+            deployment.wait_ready()
+            step("every Deployment Ready")
+            yield deployment
     finally:
         plane.down()
-        for stop, record in reversed(records):
-            stop(record)
 
 
 def restart_counts(pods: list[dict[str, Any]]) -> dict[str, int]:

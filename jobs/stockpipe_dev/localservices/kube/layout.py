@@ -13,6 +13,11 @@ from pathlib import Path
 
 from stockpipe.paths import state_dir
 
+# The admin's context. skaffold loads the images it builds only into clusters it takes for local ones,
+# and for `kind-<name>` through `kind load docker-image --name <name>`, which this cluster provides for
+# its node (kube/kindload.py): the name makes skaffold treat this cluster as a user's kind cluster.
+ADMIN_CONTEXT = "kind-stockpipe-local"
+
 
 def default_root() -> Path:
     return state_dir() / "cluster"
@@ -96,17 +101,23 @@ class ClusterInfo:
             return answer
 
 
-def write_kubeconfig(path: Path, server: str, ca_file: Path, user: str, token: str, namespace: str = "default") -> Path:
-    """A kubeconfig with one cluster, one token user and one context (JSON, which is YAML)."""
+def write_kubeconfig(
+    path: Path,
+    server: str,
+    ca_file: Path,
+    user: str,
+    token: str,
+    namespace: str = "default",
+    context: str = "stockpipe-local",
+) -> Path:
+    """A kubeconfig with one cluster, one token user and one context, both named `context` (JSON, which is YAML)."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "stockpipe-local", "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
+        "clusters": [{"name": context, "cluster": {"server": server, "certificate-authority": str(ca_file)}}],
         "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [
-            {"name": "stockpipe-local", "context": {"cluster": "stockpipe-local", "user": user, "namespace": namespace}}
-        ],
-        "current-context": "stockpipe-local",
+        "contexts": [{"name": context, "context": {"cluster": context, "user": user, "namespace": namespace}}],
+        "current-context": context,
     }
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)

@@ -11,8 +11,7 @@ from typing import Any
 
 from stockpipe_dev.localservices.kube.layout import ClusterInfo, write_kubeconfig
 from stockpipe_dev.localservices.process import ServiceError
-from stockpipe_dev.localservices.toolchain import go_install, require
-from stockpipe_dev.localservices.versions import HELM_MODULE, HELM_VERSION
+from stockpipe_dev.localservices.toolchain import helm_path, require
 
 RESTRICTED_LABELS = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
 
@@ -91,7 +90,7 @@ class Helm:
     home: Path
 
     def run(self, *args: str, timeout_s: float = 300.0) -> Result:
-        helm = go_install(HELM_MODULE, HELM_VERSION, "helm")
+        helm = helm_path()
         env = {
             "PATH": "/usr/bin:/bin",
             # helm's discovery cache is $HOME/.kube/cache: without HOME it would land in the working folder.
