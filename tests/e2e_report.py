@@ -53,8 +53,12 @@ class E2eReport:
         for key, value in report.user_properties if report.when == "teardown" else ():
             if key == "detail":
                 self.details.setdefault(report.nodeid, []).append(str(value))
-            elif key.startswith("cluster."):
-                self.metrics[key.removeprefix("cluster.")] = value
+            elif key.startswith("cluster."):  # "cluster.a.b": key b of the measurement a
+                *path, last = key.removeprefix("cluster.").split(".")
+                node = self.metrics
+                for part in path:
+                    node = node.setdefault(part, {})
+                node[last] = value
         entry = self.tests.setdefault(report.nodeid, {"outcome": "passed", "duration_s": 0.0})
         entry["duration_s"] = round(entry["duration_s"] + report.duration, 2)
         # A failure in setup, call or teardown fails the test; a skip is recorded with its reason.
@@ -90,7 +94,10 @@ class E2eReport:
         if self.metrics:
             cluster = self.path.parent / "cluster.json"
             known = json.loads(cluster.read_text()) if cluster.exists() else {}
-            cluster.write_text(json.dumps({**known, **self.metrics}, indent=2) + "\n")
+            for key, value in self.metrics.items():
+                both = isinstance(value, dict) and isinstance(known.get(key), dict)
+                known[key] = {**known[key], **value} if both else value
+            cluster.write_text(json.dumps(known, indent=2) + "\n")
 
 
 def pytest_configure(config: pytest.Config) -> None:

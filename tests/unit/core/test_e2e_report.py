@@ -56,6 +56,7 @@ import pytest
 def test_proves_a_check(record_property):
     record_property("detail", "median 2.5 s over 5 saves")
     record_property("cluster.sync_s", 2.5)
+    record_property("cluster.page_p95_s.kafdrop", 0.25)
 
 @pytest.mark.e2e_check("rebuild_rolls_out")
 def test_fails_its_check():
@@ -68,7 +69,8 @@ def test_named_checks_and_cluster_measurements(pytester: pytest.Pytester, monkey
     pytester.makepyfile(test_e2e=CHECKS)
     out = pytester.path / ".bench" / "e2e.json"
     (pytester.path / ".bench").mkdir()
-    (pytester.path / ".bench" / "cluster.json").write_text(json.dumps({"node_up_s": 40.0, "sync_s": 9.0}))
+    known = {"node_up_s": 40.0, "sync_s": 9.0, "page_p95_s": {"dashboard": 0.5}}
+    (pytester.path / ".bench" / "cluster.json").write_text(json.dumps(known))
     result = pytester.runpytest_subprocess("-p", "tests.e2e_report", "-p", "no:cacheprovider", f"--e2e-report={out}")
     result.assert_outcomes(passed=1, failed=1)
     checks = json.loads(out.read_text())["checks"]
@@ -77,7 +79,8 @@ def test_named_checks_and_cluster_measurements(pytester: pytest.Pytester, monkey
     assert checks["sync_reaches_pod"]["seconds"] >= 0
     assert (checks["rebuild_rolls_out"]["passed"], checks["rebuild_rolls_out"]["detail"]) == (False, "failed")
     # Measurements join what the cluster bench wrote; the rest of that file stays.
-    assert json.loads((pytester.path / ".bench" / "cluster.json").read_text()) == {"node_up_s": 40.0, "sync_s": 2.5}
+    written = json.loads((pytester.path / ".bench" / "cluster.json").read_text())
+    assert written == {"node_up_s": 40.0, "sync_s": 2.5, "page_p95_s": {"dashboard": 0.5, "kafdrop": 0.25}}
 
 
 def test_without_the_option_nothing_is_written(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

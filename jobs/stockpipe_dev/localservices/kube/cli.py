@@ -23,7 +23,10 @@ def cluster_up(
     root: RootOption = None,
     with_node: Annotated[
         bool,
-        typer.Option("--with-node", help="Also a node: containerd, CNI bridge, kubelet, scheduler, kube-proxy (root)."),
+        typer.Option(
+            "--with-node",
+            help="Also a node: containerd, CNI bridge, kubelet, scheduler, kube-proxy, Traefik as ingress (root).",
+        ),
     ] = False,
 ) -> None:
     """Build the binaries once (~30 min cold), start etcd, kube-apiserver and kube-controller-manager."""
@@ -37,6 +40,11 @@ def cluster_up(
         from stockpipe_dev.localservices.kube.node import Node
 
         import_built_images(Node(plane.layout, echo=console.print), echo=console.print)
+        from stockpipe_dev.localservices.docker import running_engine
+        from stockpipe_dev.localservices.kube.ingress import install_ingress_controller
+
+        with running_engine() as engine:  # Traefik's image is built (once) and loaded with it
+            install_ingress_controller(plane, engine, echo=console.print)
         # skaffold loads its images through `kind load docker-image` (the context is kind-stockpipe-local).
         typer.echo(f"export PATH={ensure_kind_loader(plane.layout).parent}:$PATH")
     typer.echo(f"export KUBECONFIG={info.kubeconfig}")

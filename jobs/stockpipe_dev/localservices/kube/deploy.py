@@ -23,8 +23,11 @@ import yaml
 from stockpipe_dev.localservices.docker import running_engine
 from stockpipe_dev.localservices.imagebuild import build_all, repo_root
 from stockpipe_dev.localservices.kafka import KafkaBroker
+from stockpipe_dev.localservices.kube.addons import KAFDROP_IMAGE, KAFDROP_VERSION, ensure_kafdrop_image
 from stockpipe_dev.localservices.kube.controlplane import ControlPlane
 from stockpipe_dev.localservices.kube.images import import_images
+from stockpipe_dev.localservices.kube.ingress import INGRESS_CLASS, install_ingress_controller
+from stockpipe_dev.localservices.kube.kindload import load_images
 from stockpipe_dev.localservices.kube.layout import ClusterInfo
 from stockpipe_dev.localservices.kube.node import GATEWAY, Node
 from stockpipe_dev.localservices.kube.tools import (
@@ -39,6 +42,21 @@ from stockpipe_dev.localservices.minio import MinioServer
 from stockpipe_dev.localservices.process import ServiceError, free_port, port_in_use
 
 NODE_VALUES = Path("charts/stockpipe/ci/local-node-values.yaml")
+# Over those values, with `ingress`: Kafdrop from the image built here and the three UIs behind the local
+# Traefik's IngressClass (Kafdrop and the dashboard exposed explicitly, as the chart requires), host names
+# under .stockpipe.test that the browser maps to this machine.
+INGRESS_HOST_SUFFIX = "stockpipe.test"
+INGRESS_VALUES: dict[str, Any] = {
+    "images": {"kafdrop": {"repository": KAFDROP_IMAGE.split(":")[0], "tag": KAFDROP_VERSION, "pullPolicy": "Never"}},
+    "kafdrop": {"enabled": True},
+    "ingress": {
+        "enabled": True,
+        "className": INGRESS_CLASS,
+        "hosts": {ui: f"{ui}.{INGRESS_HOST_SUFFIX}" for ui in ("airflow", "kafdrop", "dashboard")},
+        "kafdrop": {"enabled": True},
+        "dashboard": {"enabled": True},
+    },
+}
 # What the workloads of that value set run on: the operator, producer and probe run `stockpipe`.
 NODE_IMAGES = ("stockpipe", "dashboard")
 
@@ -91,6 +109,15 @@ class NodeDeployment:
                                  f"--timeout={left}s", timeout_s=left + 30)  # fmt: skip
             except CommandError as exc:
                 raise ServiceError(f"{name} not Ready: {exc}\n{self.describe()}") from exc
+
+
+def merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into `base` key by key, as helm merges one values file over another."""
+    result = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(result.get(key), dict)
+        result[key] = merged(result[key], value) if both else value
+    return result
 
 
 def node_values(broker: KafkaBroker, minio: MinioServer) -> dict[str, Any]:
@@ -225,8 +252,12 @@ def deployed_on_node(
     release: str = "sp",
     images: Sequence[str] = NODE_IMAGES,
     echo: Callable[[str], None] = lambda _: None,
+    ingress: bool = False,
 ) -> Iterator[NodeDeployment]:
-    """The chart installed and Ready on a fresh local node under `work`; all of it stopped on exit."""
+    """The chart installed and Ready on a fresh local node under `work`; all of it stopped on exit.
+
+    `ingress`: also Traefik as the ingress controller, Kafdrop's image, and INGRESS_VALUES over the values.
+    """
     work.mkdir(parents=True, exist_ok=True)
     plane = ControlPlane(work / "cluster", echo=echo)
     started = time.monotonic()
@@ -241,15 +272,19 @@ def deployed_on_node(
             info = plane.up(with_node=True)
             step("cluster with node up")
             import_images(Node(plane.layout, echo=echo), engine, images, echo)
-            step("images imported")
+            if ingress:
+                install_ingress_controller(plane, engine, echo)
+                load_images(plane.layout, engine, [ensure_kafdrop_image(engine, echo)])
+            step("images imported" + (", ingress controller Ready" if ingress else ""))
         with node_services(plane, work, namespace) as services:
             step("Kafka and MinIO up on the gateway")
             kubectl = Kubectl(Path(info.kubeconfig))
             helm = Helm(Path(info.kubeconfig), work / "helm")
             chart = chart_without_dependencies(repo_root() / "charts" / "stockpipe", work / "chart")
-            helm.run("install", release, str(chart), "-n", namespace, *values_args(services.values))
+            values = merged(services.values, INGRESS_VALUES) if ingress else services.values
+            helm.run("install", release, str(chart), "-n", namespace, *values_args(values))
             deployment = NodeDeployment(plane, info, kubectl, helm, chart, namespace, release, services.broker,
-                                        services.minio, services.values)  # fmt: skip
+                                        services.minio, values)  # fmt: skip
             deployment.wait_ready()
             step("every Deployment Ready")
             yield deployment
