@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from stockpipe_dev.localservices.kube.controlplane import ControlPlane
-from stockpipe_dev.localservices.kube.node import BRIDGE, PAUSE_IMAGE, POD_CIDR, leftovers, missing_for_node
+from stockpipe_dev.localservices.kube.node import BRIDGE, GATEWAY, PAUSE_IMAGE, POD_CIDR, leftovers, missing_for_node
 from stockpipe_dev.localservices.kube.tools import RESTRICTED_LABELS, Kubectl
 
 # A real node, the images imported into it, minutes a module: `make e2e`, not `make test`.
@@ -105,3 +105,49 @@ def test_node_runs_restricted_pods_and_down_leaves_nothing(node_prerequisites: N
     assert _chains() == chains_before
     assert subprocess.run(["ip", "link", "show", BRIDGE], capture_output=True).returncode != 0
     assert json.loads(json.dumps(sorted(p.name for p in plane.layout.root.iterdir()))) == ["logs"]
+
+
+def _headless(namespace: str) -> list[dict[str, object]]:
+    """A pod with a hostname in a headless Service's subdomain: how Strimzi's brokers and a MinIO tenant's
+    servers are addressed (`<hostname>.<subdomain>.<namespace>.svc`)."""
+    pod = _deployment(namespace)["spec"]["template"]  # type: ignore[index]
+    spec = {**pod["spec"], "hostname": "broker-0", "subdomain": "brokers"}  # type: ignore[index]
+    return [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "brokers", "namespace": namespace},
+         "spec": {"clusterIP": "None", "selector": {"app": "broker"}, "ports": [{"name": "x", "port": 9091}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "broker-0", "namespace": namespace,
+         "labels": {"app": "broker"}}, "spec": spec},
+    ]  # fmt: skip
+
+
+def _ask(name: str) -> list[str]:
+    import dns.message
+    import dns.query
+
+    reply = dns.query.udp(dns.message.make_query(name, "A"), GATEWAY, timeout=5)
+    return sorted(item.address for rrset in reply.answer for item in rrset if hasattr(item, "address"))
+
+
+def test_cluster_dns_answers_services_headless_pods_and_pod_records(node_prerequisites: None, tmp_path: Path) -> None:
+    """CoreDNS on the gateway, from the API server: a Service's ClusterIP, a headless Service's pods, a pod by
+    its hostname in the Service's subdomain and by its address; names outside the cluster get no answer."""
+    plane = ControlPlane(tmp_path / "dns-cluster", echo=lambda _: None)
+    try:
+        info = plane.up(with_node=True)
+        kubectl = Kubectl(Path(info.kubeconfig))
+        kubectl.namespace("dns-check", RESTRICTED_LABELS)
+        for manifest in _headless("dns-check"):
+            kubectl.apply(manifest)
+        kubectl.run("wait", "--for=condition=Ready", "pod/broker-0", "-n", "dns-check", "--timeout=120s", timeout_s=150)
+        ip = kubectl.json("get", "pod", "broker-0", "-n", "dns-check")["status"]["podIP"]
+        cluster_ip = kubectl.json("get", "service", "kubernetes", "-n", "default")["spec"]["clusterIP"]
+        assert _ask("kubernetes.default.svc.cluster.local.") == [cluster_ip]
+        deadline = time.monotonic() + 30  # the endpoints reach CoreDNS's watch shortly after Ready
+        while _ask("broker-0.brokers.dns-check.svc.cluster.local.") != [ip]:
+            assert time.monotonic() < deadline, _ask("broker-0.brokers.dns-check.svc.cluster.local.")
+            time.sleep(1)
+        assert _ask("brokers.dns-check.svc.cluster.local.") == [ip]
+        assert _ask(f"{ip.replace('.', '-')}.dns-check.pod.cluster.local.") == [ip]
+        assert _ask("example.com.") == []
+    finally:
+        plane.down()

@@ -26,7 +26,7 @@ from stockpipe_dev.localservices.process import (
     terminate,
     wait_until,
 )
-from stockpipe_dev.localservices.toolchain import go_install, helm_path
+from stockpipe_dev.localservices.toolchain import coredns_path, go_install, helm_path
 from stockpipe_dev.localservices.versions import (
     HELM_DOCS_MODULE,
     HELM_DOCS_VERSION,
@@ -218,7 +218,8 @@ def prefetch(echo: Callable[[str], None] = print, *, with_node: bool = False) ->
 
     ensure_binaries((*CONTROL_PLANE, *NODE) if with_node else CONTROL_PLANE, echo=echo)
     echo(f"kubernetes: {binaries_dir()}")
-    if with_node:  # what `make e2e` drives on the node: skaffold, from its vendored source (~3.5 min once)
+    if with_node:  # the node's DNS, and skaffold (from its vendored source, ~3.5 min once) for `make e2e`
         from stockpipe_dev.localservices.kube.skaffold import ensure_skaffold
 
+        echo(f"coredns: {coredns_path()}")
         echo(f"skaffold: {ensure_skaffold(echo)}")

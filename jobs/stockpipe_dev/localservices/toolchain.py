@@ -52,3 +52,10 @@ def helm_path() -> Path:
     from stockpipe_dev.localservices.versions import HELM_LDFLAGS, HELM_MODULE, HELM_VERSION
 
     return go_install(HELM_MODULE, HELM_VERSION, "helm", ldflags=HELM_LDFLAGS)
+
+
+def coredns_path() -> Path:
+    """CoreDNS, the local cluster's DNS, built once from the Go proxy."""
+    from stockpipe_dev.localservices.versions import COREDNS_MODULE, COREDNS_VERSION
+
+    return go_install(COREDNS_MODULE, COREDNS_VERSION, "coredns", ldflags="-s -w")

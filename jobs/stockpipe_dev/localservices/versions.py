@@ -21,3 +21,6 @@ HELM_DOCS_VERSION = "v1.14.2"
 KCAT_DEBIAN_PACKAGE = "kcat"
 TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"
 TOXIPROXY_VERSION = "v2.5.0"
+# The local cluster's DNS (Services, headless Services with per-pod records, pod records), from the Go proxy.
+COREDNS_MODULE = "github.com/coredns/coredns"
+COREDNS_VERSION = "v1.15.0"

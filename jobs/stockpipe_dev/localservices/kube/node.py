@@ -29,7 +29,6 @@ from typing import Any
 
 from stockpipe_dev.localservices.kube import pki
 from stockpipe_dev.localservices.kube.build import NODE, ensure_binaries
-from stockpipe_dev.localservices.kube.dns import CLUSTER_DOMAIN
 from stockpipe_dev.localservices.kube.layout import ClusterInfo, Layout
 from stockpipe_dev.localservices.process import (
     ProcessRecord,
@@ -60,6 +59,25 @@ SYSCTLS = (
     "net/ipv4/ip_forward",
 )
 NODE_COMPONENTS = ("containerd", "kube-scheduler", "cluster-dns", "kube-proxy", "kubelet")
+CLUSTER_DOMAIN = "cluster.local"
+# CoreDNS on the gateway (the kubelet's clusterDNS), as a cluster's kube-dns Service would answer: the
+# kubernetes plugin (Services, headless Services with per-pod records, pod records for running pods) from
+# the API server. Nothing upstream is reachable here, so no `forward`: other names get no answer.
+_COREFILE = """.:53 {{
+    bind {address}
+    errors
+    health 127.0.0.1:{health}
+    ready 127.0.0.1:{ready}
+    kubernetes {domain} in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig} {context}
+        pods verified
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 5
+    }}
+    cache 5
+    loadbalance
+}}
+"""
 
 
 def missing_for_node(*tools: str) -> list[str]:
@@ -240,12 +258,23 @@ oom_score = 0
         self._record("kube-scheduler", argv, {"secure": port}, lambda: _healthz(port))
 
     def _start_dns(self) -> None:
-        """Service names for the pods (no CoreDNS image here): `stockpipe_dev.localservices.kube.dns` on the gateway."""
-        import sys
+        """CoreDNS (built once from the Go proxy) answering the cluster's names on the gateway."""
+        from stockpipe_dev.localservices.kube.layout import ADMIN_CONTEXT
+        from stockpipe_dev.localservices.toolchain import coredns_path
 
-        argv = [sys.executable, "-m", "stockpipe_dev.localservices.kube.dns", "--address", GATEWAY,
-                "--kubeconfig", str(self.layout.kubeconfig)]  # fmt: skip
-        self._record("cluster-dns", argv, {"dns": 53}, lambda: _resolves(f"kubernetes.default.svc.{CLUSTER_DOMAIN}."))
+        binary = coredns_path()
+        health, ready = free_port(), free_port()
+        corefile = self.dir / "Corefile"
+        corefile.write_text(_COREFILE.format(address=GATEWAY, health=health, ready=ready, domain=CLUSTER_DOMAIN,
+                                             kubeconfig=self.layout.kubeconfig, context=ADMIN_CONTEXT))  # fmt: skip
+        self._record(
+            "cluster-dns",
+            [str(binary), "-conf", str(corefile)],
+            {"dns": 53, "health": health},
+            lambda: (
+                _http_ok(f"http://127.0.0.1:{ready}/ready") and _resolves(f"kubernetes.default.svc.{CLUSTER_DOMAIN}.")
+            ),
+        )
 
     def _start_kube_proxy(self, binary: Path) -> None:
         health, metrics = free_port(), free_port()
@@ -300,7 +329,7 @@ oom_score = 0
             "containerRuntimeEndpoint": f"unix://{self.socket}",
             "podLogsDir": str(self.dir / "pod-logs"),
             "resolvConf": "",
-            # Pods resolve Service names through the node's own DNS on the gateway (dns.py).
+            # Pods resolve the cluster's names through the node's CoreDNS on the gateway.
             "clusterDNS": [GATEWAY],
             "clusterDomain": CLUSTER_DOMAIN,
             "syncFrequency": KUBELET_SYNC_FREQUENCY,
