@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -32,13 +31,6 @@ logger.kafka.level = WARN
 logger.state.name = state.change.logger
 logger.state.level = WARN
 """
-
-
-def _listening(host: str, port: int) -> bool:
-    if host == "127.0.0.1":
-        return port_in_use(port)
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        return sock.connect_ex((host, port)) == 0
 
 
 def ensure_kafka_jars() -> Path:
@@ -150,7 +142,7 @@ class KafkaBroker:
     def ready(self) -> bool:
         from confluent_kafka.admin import AdminClient
 
-        if not _listening(self.host, self.port):  # keeps librdkafka from logging refused connections while Java starts
+        if not port_in_use(self.port, self.host):  # keeps librdkafka from logging refused connections while Java starts
             return False
         metadata = AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=2)
         return bool(metadata.brokers)

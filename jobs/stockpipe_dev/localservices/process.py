@@ -66,9 +66,10 @@ def free_port() -> int:
     raise ServiceError("no free port between 20000 and 32000 on 127.0.0.1")
 
 
-def port_in_use(port: int) -> bool:
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Something accepts TCP connections on host:port (loopback unless a service listens elsewhere)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 def pid_alive(pid: int) -> bool:

@@ -35,14 +35,13 @@ def cluster_up(
     plane = ControlPlane(root, echo=console.print)
     info = plane.up(with_node=with_node)
     if with_node:
+        from stockpipe_dev.localservices.docker import running_engine
         from stockpipe_dev.localservices.kube.images import import_built_images
+        from stockpipe_dev.localservices.kube.ingress import install_ingress_controller
         from stockpipe_dev.localservices.kube.kindload import ensure_kind_loader
         from stockpipe_dev.localservices.kube.node import Node
 
         import_built_images(Node(plane.layout, echo=console.print), echo=console.print)
-        from stockpipe_dev.localservices.docker import running_engine
-        from stockpipe_dev.localservices.kube.ingress import install_ingress_controller
-
         with running_engine() as engine:  # Traefik's image is built (once) and loaded with it
             install_ingress_controller(plane, engine, echo=console.print)
         # skaffold loads its images through `kind load docker-image` (the context is kind-stockpipe-local).
@@ -77,7 +76,8 @@ def cluster_skaffold(ctx: typer.Context, root: RootOption = None) -> None:
     """skaffold (built once from its vendored source) on this cluster, in the skaffold.yaml of the current
     folder (else the repository's): `stockpipe cluster skaffold dev --port-forward`. Its profile local-node
     gets the images' bases and wheelhouse; dev/run/deploy/delete also the node's `kind` loader and the
-    broker and MinIO the chart's local-node values name, all stopped when skaffold exits."""
+    broker and MinIO the chart's local-node values name, which stay up (for the pods a `run` leaves) until
+    `stockpipe cluster down`."""
     from stockpipe_dev.localservices.imagebuild import repo_root
     from stockpipe_dev.localservices.kube.controlplane import ControlPlane
     from stockpipe_dev.localservices.kube.skaffold import DEPLOYING_COMMANDS, run_skaffold, skaffold_session

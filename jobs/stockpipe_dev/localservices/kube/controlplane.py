@@ -279,8 +279,6 @@ class ControlPlane:
         With a node: first drain it through the API server (so the kubelet tears each pod's network
         down), then stop the node's processes and remove its mounts, bridge and rules.
         """
-        from stockpipe_dev.localservices.kube.node import NODE_COMPONENTS, Node
-
         info = self.info()
         # First what sessions on this cluster left running beside it, recorded with its components (the
         # broker and MinIO of kube/deploy.py's ensure_node_services).

@@ -190,7 +190,7 @@ def _value_file_ports() -> tuple[int, int]:
     kafka = int(values["kafka"]["external"]["bootstrapServers"].rsplit(":", 1)[1])
     s3 = int(values["lake"]["endpoint"].rsplit(":", 1)[1])
     for port in (kafka, s3):
-        if port_in_use(port):
+        if port_in_use(port, GATEWAY):  # where the broker and MinIO will listen
             raise ServiceError(f"port {port} (named in {NODE_VALUES}) is taken: another session running?")
     return kafka, s3
 

@@ -26,7 +26,7 @@ NAMESPACE = "traefik"
 INGRESS_CLASS = "traefik"
 CONTROLLER = "traefik.io/ingress-controller"
 WEB_PORT = 8000
-PING_PORT = 8082  # Traefik's own default: the probes' entry point, apart from the routed one
+PING_PORT = 8082  # the probes' entry point, on loopback, apart from the routed one
 
 
 def manifests() -> list[dict[str, Any]]:

@@ -46,11 +46,12 @@ def load_images(layout: Layout, engine: DockerEngine, tags: list[str]) -> None:
 
     if not ControlPlane(layout.root).running("containerd"):
         raise ServiceError(f"no node runs in {layout.root}: `stockpipe cluster up --with-node` first")
+    node = Node(layout)
     with tempfile.TemporaryDirectory(prefix="kindload-") as scratch:
         for tag in tags:
             archive = Path(scratch) / "image.tar"
             docker(engine, "save", "--output", str(archive), tag, timeout=600)
-            Node(layout).import_image_file(archive)
+            node.import_image_file(archive)
             archive.unlink()
 
 

@@ -55,7 +55,7 @@ def skaffold_path() -> Path:
 
 
 def ensure_skaffold(echo: Callable[[str], None] = print) -> Path:
-    """The cached skaffold binary, built from the vendored source the first time (~6 min of 2 cores)."""
+    """The cached skaffold binary, built from the vendored source the first time (about 3.5 min of 2 cores)."""
     target = skaffold_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / ".lock", "w") as lock:
@@ -70,7 +70,7 @@ def ensure_skaffold(echo: Callable[[str], None] = print) -> Path:
             with tarfile.open(vendored(SKAFFOLD_SOURCE)) as archive:
                 archive.extractall(source, filter="data")
         log = target.parent / "build.log"
-        echo(f"building skaffold {SKAFFOLD_VERSION} from its vendored source (~6 min the first time; log {log})")
+        echo(f"building skaffold {SKAFFOLD_VERSION} from its vendored source (minutes, once; log {log})")
         started = time.monotonic()
         env = {
             **os.environ,
